@@ -1,0 +1,60 @@
+"""JSON error responses: 422s that name the field and the reason, and plain `detail` for the rest.
+
+FastAPI's default 422 echoes the whole input back (a megabyte note, say) and can carry
+exception objects that do not serialise; this handler sends only what a client can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        if err.get("type") == "json_invalid" and "error" in ctx:
+            msg = f"{msg}: {ctx['error']}"
+        out.append({"field": _field_name(loc), "loc": loc, "msg": msg, "type": str(err.get("type"))})
+    return out
+
+
+async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = validation_errors(list(exc.errors()))
+    summary = "; ".join(f"{d['field']}: {d['msg']}" for d in details[:5])
+    return JSONResponse(
+        {"detail": details, "message": summary or "invalid request"},
+        status_code=422,
+    )
+
+
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+async def _http_handler(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+        # FastAPI's answer to a body json cannot parse (e.g. nested too deep): it is
+        # invalid input like any other, so it gets the same 422 shape.
+        item = {"field": "body", "loc": ["body"], "msg": "could not parse the body", "type": "body_invalid"}
+        return JSONResponse({"detail": [item], "message": "body: could not parse the body"}, status_code=422)
+    headers = dict(exc.headers) if exc.headers else None
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_handler)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Alembic migrations that own Ferry's schema (batch mode on SQLite)."""

@@ -1,0 +1,246 @@
+"""Reading and writing tasks and notes, with the change log written in the same transaction.
+
+Every write stamps the fields it changes with the hybrid logical clock, merges them into
+the row with `sync.merge` (the same rule the sync endpoints use) and appends one row to
+`changes`. Nothing is acknowledged until that one transaction has committed (sync rule 1).
+In server mode each change also takes the next per-user sequence number; the counter row
+stays locked until commit, so numbers become visible in commit order (sync rule 5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, func, or_, select, text
+from sqlmodel import Session
+
+from server.db import Database
+from server.events import EventHub
+from server.models import Change, Note, Task, ms_to_iso
+from sync.hlc import HybridClock
+from sync.ids import new_id
+from sync.merge import merge_fields
+from sync.schema import FIELDS
+
+Row = Task | Note
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: str
+    model: type[Row]
+    search_columns: tuple[str, ...]
+    order_by: Callable[[type[Row]], list[Any]]
+
+    @property
+    def synced_fields(self) -> tuple[str, ...]:
+        return FIELDS[self.kind]
+
+
+def _task_order(m: type[Row]) -> list[Any]:
+    # Dated tasks first, soonest first; then undated; creation order breaks ties.
+    return [m.due_date.is_(None), m.due_date, m.created_ms, m.id]  # type: ignore[union-attr]
+
+
+def _note_order(m: type[Row]) -> list[Any]:
+    return [m.created_ms, m.id]
+
+
+TASKS = KindSpec("task", Task, ("title", "description"), _task_order)
+NOTES = KindSpec("note", Note, ("title", "body"), _note_order)
+SPECS = {"task": TASKS, "note": NOTES}
+
+
+def to_read(row: Row) -> dict[str, Any]:
+    """The API's view of a row (times still in ms; the response model renders them)."""
+    out = {name: getattr(row, name) for name in FIELDS_READ[type(row).__name__]}
+    out["created_at"] = row.created_ms
+    out["updated_at"] = row.updated_ms
+    return out
+
+
+FIELDS_READ = {
+    "Task": ("id", "title", "description", "due_date", "completed"),
+    "Note": ("id", "title", "body", "done"),
+}
+
+
+def _wire_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def row_fields(row: Row, spec: KindSpec) -> dict[str, Any]:
+    """A row's synced fields as they travel on the wire."""
+    out: dict[str, Any] = {}
+    for name in spec.synced_fields:
+        out[name] = ms_to_iso(row.created_ms) if name == "created_at" else getattr(row, name)
+    return out
+
+
+@dataclass
+class Filters:
+    completed: bool | None = None
+    q: str | None = None
+    due_before: date | None = None
+    due_after: date | None = None
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class Records:
+    """The one place that reads and writes records for the HTTP API."""
+
+    def __init__(self, db: Database, clock: HybridClock, hub: EventHub, server_mode: bool) -> None:
+        self.db = db
+        self.clock = clock
+        self.hub = hub
+        self.server_mode = server_mode
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, spec: KindSpec, owner: str, record_id: str) -> Row | None:
+        with self.db.read() as session:
+            row = session.get(spec.model, (owner, record_id))
+            return None if row is None or row.deleted else row
+
+    def list(self, spec: KindSpec, owner: str, filters: Filters, skip: int, limit: int) -> tuple[list[Row], int]:
+        m = spec.model
+        query: Select[Any] = select(m).where(m.owner_id == owner, m.deleted.is_(False))  # type: ignore[attr-defined]
+        if filters.completed is not None:
+            flag = m.completed if spec.kind == "task" else m.done  # type: ignore[union-attr]
+            query = query.where(flag.is_(filters.completed))
+        if filters.q:
+            pattern = f"%{_escape_like(filters.q)}%"
+            query = query.where(or_(*(getattr(m, c).ilike(pattern, escape="\\") for c in spec.search_columns)))
+        if spec.kind == "task":
+            if filters.due_before is not None:
+                query = query.where(m.due_date < filters.due_before.isoformat())  # type: ignore[union-attr]
+            if filters.due_after is not None:
+                query = query.where(m.due_date > filters.due_after.isoformat())  # type: ignore[union-attr]
+        with self.db.read() as session:
+            total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            rows = session.execute(query.order_by(*spec.order_by(m)).offset(skip).limit(limit)).scalars().all()
+        return list(rows), total
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create(self, spec: KindSpec, owner: str, values: dict[str, Any], record_id: str | None) -> Row | None:
+        """Insert a record; None if the id is taken (live or tombstoned)."""
+        ms = now_ms()
+        record_id = record_id or new_id()
+        wire = {name: _wire_value(v) for name, v in values.items()}
+        wire["created_at"] = ms_to_iso(ms)
+        wire["deleted"] = False
+        with self.db.write() as session:
+            if session.get(spec.model, (owner, record_id)) is not None:
+                return None
+            stamp = self.clock.now()
+            stamps = {name: stamp for name in wire}
+            row = spec.model(
+                owner_id=owner,
+                id=record_id,
+                created_ms=ms,
+                updated_ms=ms,
+                stamps=orjson.dumps(stamps).decode(),
+                **{k: v for k, v in wire.items() if k != "created_at"},
+            )
+            session.add(row)
+            self._log_change(session, spec, owner, record_id, wire, stamps, ms)
+        self.hub.publish(owner, f"{spec.kind}.created", _event_data(row))
+        return row
+
+    def update(self, spec: KindSpec, owner: str, record_id: str, values: dict[str, Any]) -> Row | None:
+        """Change some fields of a live record; None if there is no such record."""
+        with self.db.write() as session:
+            row = session.get(spec.model, (owner, record_id))
+            if row is None or row.deleted:
+                return None
+            wire = {name: _wire_value(v) for name, v in values.items() if _wire_value(v) != getattr(row, name)}
+            if not wire:
+                return row
+            self._apply_local(session, spec, row, wire)
+        self.hub.publish(owner, f"{spec.kind}.updated", _event_data(row))
+        return row
+
+    def delete(self, spec: KindSpec, owner: str, record_id: str) -> bool:
+        """Turn a live record into a tombstone; False if there is no such record."""
+        with self.db.write() as session:
+            row = session.get(spec.model, (owner, record_id))
+            if row is None or row.deleted:
+                return False
+            self._apply_local(session, spec, row, {"deleted": True})
+        self.hub.publish(owner, f"{spec.kind}.deleted", {"id": record_id})
+        return True
+
+    def _apply_local(self, session: Session, spec: KindSpec, row: Row, wire: dict[str, Any]) -> None:
+        ms = now_ms()
+        stamp = self.clock.now()
+        incoming_stamps = {name: stamp for name in wire}
+        held = {name: getattr(row, name) for name in wire}
+        merged = merge_fields(held, orjson.loads(row.stamps), wire, incoming_stamps)
+        for name, value in merged.taken.items():
+            setattr(row, name, value)
+        row.stamps = orjson.dumps(merged.stamps).decode()
+        row.updated_ms = ms
+        session.add(row)
+        self._log_change(session, spec, row.owner_id, row.id, merged.taken, incoming_stamps, ms)
+
+    def _log_change(
+        self,
+        session: Session,
+        spec: KindSpec,
+        owner: str,
+        record_id: str,
+        fields: dict[str, Any],
+        stamps: dict[str, str],
+        ms: int,
+    ) -> None:
+        change = Change(
+            owner_id=owner,
+            change_id=new_id(),
+            kind=spec.kind,
+            record_id=record_id,
+            fields=orjson.dumps(fields).decode(),
+            stamps=orjson.dumps(stamps).decode(),
+            node=self.clock.node,
+            created_ms=ms,
+            pushed=self.server_mode,
+        )
+        if self.server_mode:
+            change.user_seq = next_user_seq(session, owner, 1)
+        session.add(change)
+
+
+def next_user_seq(session: Session, owner: str, count: int) -> int:
+    """Reserve `count` sequence numbers for `owner`; returns the last one.
+
+    The upsert locks the user's counter row until the transaction ends, so a second push
+    by the same user waits, and sequence numbers become visible in commit order.
+    """
+    result = session.execute(
+        text(
+            "INSERT INTO user_seqs (owner_id, last_seq) VALUES (:o, :n) "
+            "ON CONFLICT (owner_id) DO UPDATE SET last_seq = user_seqs.last_seq + :n "
+            "RETURNING last_seq"
+        ),
+        {"o": owner, "n": count},
+    )
+    return int(result.scalar_one())
+
+
+def _event_data(row: Row) -> dict[str, Any]:
+    data = to_read(row)
+    data["created_at"] = ms_to_iso(row.created_ms)
+    data["updated_at"] = ms_to_iso(row.updated_ms)
+    return data

@@ -1,0 +1,126 @@
+"""Server-mode accounts: register, sign in (OAuth2 password form), refresh (rotating), `me`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select, update
+
+from server.deps import StateDep, UserDep
+from server.models import RefreshRequest, RefreshToken, TokenPair, User, UserRead, UserRegister
+from server.records import now_ms
+from server.routes.responses import AUTH, CONFLICT, INPUT
+from server.security import TokenError
+from server.state import AppState
+
+router = APIRouter(tags=["auth"])
+
+TOO_MANY = {429: {"description": "Too many failed sign-ins; see Retry-After"}}
+BAD_CREDENTIALS = "wrong username or password"
+
+
+def _user_read(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "email": user.email, "created_at": user.created_ms}
+
+
+def _issue_pair(state: AppState, user_id: str, family: str) -> dict[str, Any]:
+    assert state.tokens is not None
+    access = state.tokens.access(user_id)
+    refresh = state.tokens.refresh(user_id, family)
+    with state.db.write() as session:
+        session.add(RefreshToken(jti=refresh.jti, user_id=user_id, family=family, expires_ms=refresh.expires_at * 1000))
+    return {
+        "access_token": access.token,
+        "token_type": "bearer",
+        "expires_in": state.tokens.access_seconds,
+        "refresh_token": refresh.token,
+    }
+
+
+@router.post(
+    "/api/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses={**INPUT, **CONFLICT},
+)
+def register(state: StateDep, body: UserRegister) -> dict[str, Any]:
+    username = body.username.lower()
+    password_hash = state.passwords.hash(body.password)
+    with state.db.write() as session:
+        taken = session.execute(select(User.id).where(User.username == username)).first()
+        if taken is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "that username is taken")
+        user = User(
+            id=str(uuid.uuid4()),
+            username=username,
+            email=body.email,
+            password_hash=password_hash,
+            created_ms=now_ms(),
+        )
+        session.add(user)
+    return _user_read(user)
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+@router.post("/api/auth/token", response_model=TokenPair, responses={**AUTH, **INPUT, **TOO_MANY})
+def token(state: StateDep, request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:
+    username = form.username.strip().lower()
+    limiter = request.app.state.login_limiter
+    key = f"{username[:200]}|{_client_address(request)}"
+    wait = limiter.retry_after(key)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed sign-ins; try again later",
+            headers={"Retry-After": str(wait)},
+        )
+    with state.db.read() as session:
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    if not state.passwords.verify(form.password, user.password_hash if user else None) or user is None:
+        limiter.record_failure(key)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, BAD_CREDENTIALS, headers={"WWW-Authenticate": "Bearer"})
+    limiter.clear(key)
+    return _issue_pair(state, user.id, family=str(uuid.uuid4()))
+
+
+@router.post("/api/auth/refresh", response_model=TokenPair, responses={**AUTH, **INPUT})
+def refresh(state: StateDep, body: RefreshRequest) -> dict[str, Any]:
+    assert state.tokens is not None
+    denied = HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "invalid or expired refresh token", headers={"WWW-Authenticate": "Bearer"}
+    )
+    try:
+        claims = state.tokens.decode(body.refresh_token, "refresh")
+    except TokenError:
+        raise denied from None
+    with state.db.write() as session:
+        # Taking the token is one conditional UPDATE, so two racing refreshes cannot both win.
+        taken = session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.jti == claims["jti"],
+                RefreshToken.used.is_(False),
+                RefreshToken.revoked.is_(False),
+                RefreshToken.expires_ms > now_ms(),
+            )
+            .values(used=True)
+        ).rowcount
+        if taken != 1:
+            # A used token shown again means it leaked: end the whole family of sessions.
+            session.execute(
+                update(RefreshToken).where(RefreshToken.family == claims.get("fam", "")).values(revoked=True)
+            )
+    if taken != 1:
+        raise denied
+    return _issue_pair(state, claims["sub"], family=claims.get("fam") or str(uuid.uuid4()))
+
+
+@router.get("/api/users/me", response_model=UserRead, responses={**AUTH})
+def me(user: UserDep) -> dict[str, Any]:
+    return _user_read(user)
