@@ -1,0 +1,1 @@
+"""The double-clickable Ferry app: local API in a thread, sync, and the pywebview window."""
