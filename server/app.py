@@ -15,7 +15,7 @@ from server.guard import LocalGuardMiddleware
 from server.middleware import RequestContextMiddleware
 from server.migrate import upgrade
 from server.ratelimit import LoginLimiter
-from server.routes import auth, health, local_settings, notes, pages, tasks, ws
+from server.routes import auth, health, local_settings, notes, pages, sync, tasks, ws
 from server.settings import Settings
 from server.state import AppState, build_state
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     if settings.mode == "server":
         app.state.login_limiter = LoginLimiter(db, settings.login_max_failures, settings.login_window_seconds)
         app.include_router(auth.router)
+        app.include_router(sync.router)
     else:
         app.include_router(local_settings.router)
     app.include_router(pages.router)
@@ -66,7 +67,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         assert state.local_token is not None
         app.add_middleware(LocalGuardMiddleware, token=state.local_token)
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, access_log_enabled=settings.access_log
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        access_log_enabled=settings.access_log,
+        path_limits={"/api/sync/push": settings.max_push_bytes},
     )
     return app
 

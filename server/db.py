@@ -20,6 +20,10 @@ from server.settings import Settings
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = make_url(settings.resolved_database_url())
@@ -58,6 +62,10 @@ class Database:
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.close()
+            # SQLite's own lower() folds ASCII only, so a case-insensitive search (ILIKE is
+            # rendered as `lower(x) LIKE lower(y)`) for "élan" missed "Élan". Python's folds
+            # all of Unicode, as PostgreSQL's ILIKE does.
+            dbapi_conn.create_function("lower", 1, _unicode_lower, deterministic=True)
 
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 

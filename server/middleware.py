@@ -35,10 +35,17 @@ def _json_response_messages(status: int, body: dict, headers: list[tuple[bytes, 
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, access_log_enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        access_log_enabled: bool = True,
+        path_limits: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log_enabled = access_log_enabled
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +57,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder = [0]
         response_started = False
+        limit = self.path_limits.get(scope["path"], self.max_body_bytes)
 
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -57,10 +65,10 @@ class RequestContextMiddleware:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.max_body_bytes:
-                    status = 413 if declared > self.max_body_bytes else 400
+                if declared < 0 or declared > limit:
+                    status = 413 if declared > limit else 400
                     msg = (
-                        f"request body too large (limit {self.max_body_bytes} bytes)"
+                        f"request body too large (limit {limit} bytes)"
                         if status == 413
                         else "invalid Content-Length header"
                     )
@@ -71,7 +79,6 @@ class RequestContextMiddleware:
                 break
 
         received = 0
-        limit = self.max_body_bytes
 
         async def limited_receive() -> Message:
             nonlocal received

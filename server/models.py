@@ -8,14 +8,15 @@ mode ("" on the desktop), so one user's ids can never reach another's rows.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     PlainSerializer,
     StrictBool,
@@ -46,11 +47,15 @@ class Task(SQLModel, table=True):
     description: str = Field(default="", sa_column=Column(Text, nullable=False))
     due_date: str | None = Field(default=None, max_length=10)
     completed: bool = False
+    conflict_of: str | None = Field(default=None, max_length=36)
     deleted: bool = False
     created_ms: int = Field(sa_type=BigInteger)
     updated_ms: int = Field(sa_type=BigInteger)
     #: JSON object: field name -> hybrid-logical-clock stamp of its last write
     stamps: str = Field(sa_column=Column(Text, nullable=False))
+    #: this record's share of the user's digest (`sync.digest`)
+    hash_a: int = Field(default=0, sa_type=BigInteger)
+    hash_b: int = Field(default=0, sa_type=BigInteger)
 
 
 class Note(SQLModel, table=True):
@@ -62,10 +67,13 @@ class Note(SQLModel, table=True):
     title: str = Field(sa_column=Column(Text, nullable=False))
     body: str = Field(default="", sa_column=Column(Text, nullable=False))
     done: bool = False
+    conflict_of: str | None = Field(default=None, max_length=36)
     deleted: bool = False
     created_ms: int = Field(sa_type=BigInteger)
     updated_ms: int = Field(sa_type=BigInteger)
     stamps: str = Field(sa_column=Column(Text, nullable=False))
+    hash_a: int = Field(default=0, sa_type=BigInteger)
+    hash_b: int = Field(default=0, sa_type=BigInteger)
 
 
 class Change(SQLModel, table=True):
@@ -76,6 +84,7 @@ class Change(SQLModel, table=True):
         UniqueConstraint("owner_id", "change_id", name="uq_changes_owner_change"),
         Index("ix_changes_owner_user_seq", "owner_id", "user_seq"),
         Index("ix_changes_pending", "pushed", "seq"),
+        Index("ix_changes_record", "owner_id", "record_id"),
     )
 
     seq: int | None = Field(default=None, primary_key=True)
@@ -171,11 +180,15 @@ Body = Annotated[str, PField(max_length=BODY_MAX), AfterValidator(_clean_text)]
 SearchText = Annotated[str, PField(max_length=200), AfterValidator(_clean_text)]
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _iso_date(value: Any) -> Any:
-    # JSON has no date type: accept only the ISO text "YYYY-MM-DD", never a number.
+    # JSON has no date type: accept only the ISO text "YYYY-MM-DD", never a number. The
+    # pattern matters: Python's date.fromisoformat also takes week dates ("2024-W05-1").
     if isinstance(value, date):
         return value
-    if not isinstance(value, str) or len(value) != 10:
+    if not isinstance(value, str) or _ISO_DATE.fullmatch(value) is None:
         raise ValueError("must be an ISO date (YYYY-MM-DD)")
     try:
         return date.fromisoformat(value)
@@ -208,9 +221,25 @@ class TaskCreate(TaskWrite):
     id: uuid.UUID | None = PField(default=None, description="Client-generated UUID (v7 preferred).")
 
 
+def _patch_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    # The fields default to None only to tell "not sent" apart; an explicit null is refused,
+    # so /openapi.json must not offer it (clients and schema-driven tests believe the schema).
+    nullable = getattr(model, "NULLABLE", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if name in nullable or not options:
+            continue
+        kept = [option for option in options if option.get("type") != "null"]
+        if len(kept) == 1:
+            del prop["anyOf"]
+            prop.update(kept[0])
+
+
 class _Patch(_Input):
     """A partial update: only the fields sent change; `null` is refused except where it means
     "none" (a task's due date)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
 
     @field_validator("*", mode="after")
     @classmethod

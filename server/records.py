@@ -22,10 +22,11 @@ from sqlmodel import Session
 from server.db import Database
 from server.events import EventHub
 from server.models import Change, Note, Task, ms_to_iso
+from sync.digest import record_hash
 from sync.hlc import HybridClock
 from sync.ids import new_id
 from sync.merge import merge_fields
-from sync.schema import FIELDS
+from sync.schema import FIELDS, TEXT_FIELDS
 
 Row = Task | Note
 
@@ -69,8 +70,8 @@ def to_read(row: Row) -> dict[str, Any]:
 
 
 FIELDS_READ = {
-    "Task": ("id", "title", "description", "due_date", "completed"),
-    "Note": ("id", "title", "body", "done"),
+    "Task": ("id", "title", "description", "due_date", "completed", "conflict_of"),
+    "Note": ("id", "title", "body", "done", "conflict_of"),
 }
 
 
@@ -78,12 +79,17 @@ def _wire_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def row_fields(row: Row, spec: KindSpec) -> dict[str, Any]:
+def row_fields(row: Row, kind: str) -> dict[str, Any]:
     """A row's synced fields as they travel on the wire."""
     out: dict[str, Any] = {}
-    for name in spec.synced_fields:
+    for name in FIELDS[kind]:
         out[name] = ms_to_iso(row.created_ms) if name == "created_at" else getattr(row, name)
     return out
+
+
+def rehash(row: Row, kind: str) -> None:
+    """Refresh the row's share of the digest after its fields changed."""
+    row.hash_a, row.hash_b = record_hash(kind, row.id, row_fields(row, kind))
 
 
 @dataclass
@@ -106,6 +112,8 @@ class Records:
         self.clock = clock
         self.hub = hub
         self.server_mode = server_mode
+        #: desktop: called after each local write (the sync engine's debounced trigger)
+        self.on_local_change: Callable[[], None] | None = None
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -155,9 +163,10 @@ class Records:
                 stamps=orjson.dumps(stamps).decode(),
                 **{k: v for k, v in wire.items() if k != "created_at"},
             )
+            rehash(row, spec.kind)
             session.add(row)
             self._log_change(session, spec, owner, record_id, wire, stamps, ms)
-        self.hub.publish(owner, f"{spec.kind}.created", _event_data(row))
+        self._after_write(owner, f"{spec.kind}.created", _event_data(row))
         return row
 
     def update(self, spec: KindSpec, owner: str, record_id: str, values: dict[str, Any]) -> Row | None:
@@ -170,7 +179,7 @@ class Records:
             if not wire:
                 return row
             self._apply_local(session, spec, row, wire)
-        self.hub.publish(owner, f"{spec.kind}.updated", _event_data(row))
+        self._after_write(owner, f"{spec.kind}.updated", _event_data(row))
         return row
 
     def delete(self, spec: KindSpec, owner: str, record_id: str) -> bool:
@@ -180,21 +189,35 @@ class Records:
             if row is None or row.deleted:
                 return False
             self._apply_local(session, spec, row, {"deleted": True})
-        self.hub.publish(owner, f"{spec.kind}.deleted", {"id": record_id})
+        self._after_write(owner, f"{spec.kind}.deleted", {"id": record_id})
         return True
+
+    def _after_write(self, owner: str, event: str, data: dict[str, Any]) -> None:
+        # Pages on the desktop listen on one channel whoever is signed in; on the server,
+        # each user hears only their own records.
+        self.hub.publish(owner if self.server_mode else "", event, data)
+        if self.server_mode:
+            self.hub.publish(owner, "sync.changes", {})
+        elif self.on_local_change is not None:
+            self.on_local_change()
 
     def _apply_local(self, session: Session, spec: KindSpec, row: Row, wire: dict[str, Any]) -> None:
         ms = now_ms()
         stamp = self.clock.now()
         incoming_stamps = {name: stamp for name in wire}
+        held_stamps = orjson.loads(row.stamps)
+        # A text edit records the version it was made on, so the server can merge it
+        # three-way with edits this replica has not seen yet (sync rule 4).
+        base = {name: held_stamps[name] for name in wire if name in TEXT_FIELDS[spec.kind] and name in held_stamps}
         held = {name: getattr(row, name) for name in wire}
-        merged = merge_fields(held, orjson.loads(row.stamps), wire, incoming_stamps)
+        merged = merge_fields(held, held_stamps, wire, incoming_stamps)
         for name, value in merged.taken.items():
             setattr(row, name, value)
         row.stamps = orjson.dumps(merged.stamps).decode()
         row.updated_ms = ms
+        rehash(row, spec.kind)
         session.add(row)
-        self._log_change(session, spec, row.owner_id, row.id, merged.taken, incoming_stamps, ms)
+        self._log_change(session, spec, row.owner_id, row.id, merged.taken, incoming_stamps, ms, base)
 
     def _log_change(
         self,
@@ -205,6 +228,7 @@ class Records:
         fields: dict[str, Any],
         stamps: dict[str, str],
         ms: int,
+        base: dict[str, str] | None = None,
     ) -> None:
         change = Change(
             owner_id=owner,
@@ -213,6 +237,7 @@ class Records:
             record_id=record_id,
             fields=orjson.dumps(fields).decode(),
             stamps=orjson.dumps(stamps).decode(),
+            base=orjson.dumps(base).decode() if base else None,
             node=self.clock.node,
             created_ms=ms,
             pushed=self.server_mode,

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     # Limits.
     max_body_bytes: int = 5 * 1024 * 1024
+    # A sync push carries many records at once.
+    max_push_bytes: int = 64 * 1024 * 1024
     # SQLite durability: FULL syncs the WAL on each commit (survives power loss), NORMAL only
     # at checkpoints (survives a process crash, which is what `kill -9` tests).
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

@@ -13,6 +13,7 @@ from server.models import Meta
 from server.records import Records
 from server.security import Passwords, Tokens, load_or_create_secret
 from server.settings import Settings
+from server.sync_server import SyncServer
 from sync.hlc import HybridClock, new_node_id
 
 NODE_KEY = "node_id"
@@ -28,6 +29,7 @@ class AppState:
     local_token: str | None = None
     tokens: Tokens | None = None
     passwords: Passwords = field(default_factory=Passwords)
+    sync_server: SyncServer | None = None
 
     @property
     def server_mode(self) -> bool:
@@ -63,4 +65,5 @@ def build_state(settings: Settings, db: Database) -> AppState:
     else:
         secret = settings.secret_key or load_or_create_secret(settings.resolved_data_dir())
         state.tokens = Tokens(secret, settings.access_token_minutes, settings.refresh_token_days)
+        state.sync_server = SyncServer(db, clock, hub)
     return state

@@ -11,10 +11,11 @@ from typing import Literal
 Kind = Literal["task", "note"]
 
 #: Synced fields per kind. `deleted` is the tombstone flag: deletion is a field with its
-#: own stamp, so it merges like any other (sync rule 3).
+#: own stamp, so it merges like any other (sync rule 3). `conflict_of` marks a conflict
+#: copy with the id of the record whose edit it preserves (sync rule 4).
 FIELDS: dict[str, tuple[str, ...]] = {
-    "task": ("title", "description", "due_date", "completed", "created_at", "deleted"),
-    "note": ("title", "body", "done", "created_at", "deleted"),
+    "task": ("title", "description", "due_date", "completed", "created_at", "conflict_of", "deleted"),
+    "note": ("title", "body", "done", "created_at", "conflict_of", "deleted"),
 }
 
 #: Fields whose concurrent edits are merged three-way rather than last-writer-wins.

@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: FastAPI must see the real classes 
 factory closes over, not their names as strings.
 """
 
-
 from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID

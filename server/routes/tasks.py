@@ -3,12 +3,11 @@ patch, delete."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import Query
 
-from server.models import TaskCreate, TaskPatch, TaskRead, TaskWrite
+from server.models import StrictDate, TaskCreate, TaskPatch, TaskRead, TaskWrite
 from server.records import TASKS, Filters
 from server.routes.crud import Q, build_router
 
@@ -16,8 +15,9 @@ from server.routes.crud import Q, build_router
 def task_filters(
     completed: Annotated[bool | None, Query(description="Only completed (true) or open (false) tasks")] = None,
     q: Q = None,
-    due_before: Annotated[date | None, Query(description="Due strictly before this date")] = None,
-    due_after: Annotated[date | None, Query(description="Due strictly after this date")] = None,
+    # StrictDate, as in bodies: a plain `date` would also take "0" (a Unix timestamp) as 1970-01-01.
+    due_before: Annotated[StrictDate | None, Query(description="Due strictly before this date (YYYY-MM-DD)")] = None,
+    due_after: Annotated[StrictDate | None, Query(description="Due strictly after this date (YYYY-MM-DD)")] = None,
 ) -> Filters:
     return Filters(completed=completed, q=q, due_before=due_before, due_after=due_after)
 

@@ -38,6 +38,7 @@ def upgrade() -> None:
     with op.batch_alter_table("changes", schema=None) as batch_op:
         batch_op.create_index("ix_changes_owner_user_seq", ["owner_id", "user_seq"], unique=False)
         batch_op.create_index("ix_changes_pending", ["pushed", "seq"], unique=False)
+        batch_op.create_index("ix_changes_record", ["owner_id", "record_id"], unique=False)
 
     op.create_table(
         "meta",
@@ -52,10 +53,13 @@ def upgrade() -> None:
         sa.Column("title", sa.Text(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("done", sa.Boolean(), nullable=False),
+        sa.Column("conflict_of", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
         sa.Column("stamps", sa.Text(), nullable=False),
+        sa.Column("hash_a", sa.BigInteger(), nullable=False),
+        sa.Column("hash_b", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("owner_id", "id"),
     )
     with op.batch_alter_table("notes", schema=None) as batch_op:
@@ -69,10 +73,13 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("due_date", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
         sa.Column("completed", sa.Boolean(), nullable=False),
+        sa.Column("conflict_of", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
         sa.Column("stamps", sa.Text(), nullable=False),
+        sa.Column("hash_a", sa.BigInteger(), nullable=False),
+        sa.Column("hash_b", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("owner_id", "id"),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
@@ -98,6 +105,7 @@ def downgrade() -> None:
     op.drop_table("notes")
     op.drop_table("meta")
     with op.batch_alter_table("changes", schema=None) as batch_op:
+        batch_op.drop_index("ix_changes_record")
         batch_op.drop_index("ix_changes_pending")
         batch_op.drop_index("ix_changes_owner_user_seq")
 

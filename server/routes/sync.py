@@ -1,0 +1,50 @@
+"""Server mode: the sync wire protocol (`sync.protocol`): push, pull and digest."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from server.deps import OwnerDep, StateDep
+from server.routes.responses import AUTH, INPUT
+from sync.protocol import (
+    MAX_PUSH_CHANGES,
+    PULL_PAGE_DEFAULT,
+    PULL_PAGE_MAX,
+    Digest,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+)
+
+router = APIRouter(prefix="/api/sync", tags=["sync"], responses={**AUTH})
+
+
+@router.post("/push", response_model=PushResponse, responses={**INPUT})
+def push(state: StateDep, owner: OwnerDep, body: PushRequest) -> PushResponse:
+    """Apply a batch of changes atomically; changes already applied (by id) are skipped."""
+    if len(body.changes) > MAX_PUSH_CHANGES:
+        raise HTTPException(413, f"at most {MAX_PUSH_CHANGES} changes per push")
+    return state.sync_server.push(owner, body.node, body.changes)
+
+
+@router.get(
+    "/pull",
+    response_model=PullResponse,
+    responses={**INPUT, 200: {"content": {"application/json": {}}}},
+)
+def pull(
+    state: StateDep,
+    owner: OwnerDep,
+    after: Annotated[int, Query(ge=0, le=2**62, description="The cursor: last sequence number applied")] = 0,
+    limit: Annotated[int, Query(ge=1, le=PULL_PAGE_MAX)] = PULL_PAGE_DEFAULT,
+) -> Any:
+    """The user's changes with sequence numbers above `after`, in order."""
+    return Response(state.sync_server.pull(owner, after, limit), media_type="application/json")
+
+
+@router.get("/digest", response_model=Digest)
+def digest(state: StateDep, owner: OwnerDep) -> Digest:
+    """An order-independent summary of the user's records, to compare with a device's."""
+    return state.sync_server.digest(owner)

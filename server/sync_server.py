@@ -1,0 +1,241 @@
+"""The shared server's side of sync: apply a pushed batch, serve pages of changes, the digest.
+
+A push is one transaction. It first locks the user's sequence counter, so one user's pushes
+(and REST writes) are applied one at a time and their sequence numbers become visible in
+commit order (sync rule 5). Changes the server already has are skipped by id (rule 2).
+Each change is merged into the record with `sync.merge.merge_on_server` (rules 3 and 4) and
+logged verbatim; merges the server makes and conflict copies are logged as its own changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import func, insert, select
+
+from server import bulk
+from server.db import Database
+from server.events import EventHub
+from server.models import Change, Note, Task, UserSeq
+from server.records import next_user_seq, now_ms
+from sync.hlc import HybridClock
+from sync.ids import new_id
+from sync.merge import merge_on_server
+from sync.protocol import ChangeIn, Digest, PushResponse, Resolved
+from sync.schema import FIELDS, TEXT_FIELDS, TITLE_MAX
+
+CHANGES = Change.__table__  # type: ignore[attr-defined]
+CONFLICT_SUFFIX = " (conflict copy)"
+
+
+@dataclass
+class _Batch:
+    """What one push accumulates before it is written in bulk."""
+
+    owner: str
+    now: int
+    rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    #: (kind, record_id, field, stamp) -> text, for changes of this batch not yet written
+    texts: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+
+
+class SyncServer:
+    def __init__(self, db: Database, clock: HybridClock, hub: EventHub) -> None:
+        self.db = db
+        self.clock = clock
+        self.hub = hub
+
+    # -- push ------------------------------------------------------------------------------
+
+    def push(self, owner: str, node: str, changes: list[ChangeIn]) -> PushResponse:
+        batch = _Batch(owner, now_ms())
+        resolved: list[Resolved] = []
+        with self.db.write() as session:
+            last = next_user_seq(session, owner, 0)  # takes the user's lock (see module doc)
+            known = self._known_ids(session, owner, [str(c.id) for c in changes])
+            fresh: list[ChangeIn] = []
+            for change in changes:
+                cid = str(change.id)
+                if cid not in known:
+                    known.add(cid)
+                    fresh.append(change)
+            for kind in ("task", "note"):
+                ids = [str(c.record_id) for c in fresh if c.kind == kind]
+                for rid, row in bulk.load(session, kind, owner, ids).items():
+                    batch.rows[(kind, rid)] = row
+            for change in fresh:
+                resolved.extend(self._apply(session, batch, node, change))
+            if batch.log:
+                last = next_user_seq(session, owner, len(batch.log))
+                first = last - len(batch.log) + 1
+                for offset, entry in enumerate(batch.log):
+                    entry["user_seq"] = first + offset
+                for kind in ("task", "note"):
+                    bulk.upsert(session, kind, [r for (k, _), r in batch.rows.items() if k == kind])
+                for i in range(0, len(batch.log), bulk.CHUNK):
+                    session.execute(insert(CHANGES), batch.log[i : i + bulk.CHUNK])
+        if batch.log:
+            self.hub.publish(owner, "sync.changes", {"last_seq": last})
+        return PushResponse(accepted=len(fresh), duplicates=len(changes) - len(fresh), last_seq=last, resolved=resolved)
+
+    def _known_ids(self, session: Any, owner: str, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for i in range(0, len(ids), bulk.CHUNK):
+            query = select(CHANGES.c.change_id).where(
+                CHANGES.c.owner_id == owner, CHANGES.c.change_id.in_(ids[i : i + bulk.CHUNK])
+            )
+            known.update(session.execute(query).scalars())
+        return known
+
+    def _apply(self, session: Any, batch: _Batch, node: str, change: ChangeIn) -> list[Resolved]:
+        kind, rid = change.kind, str(change.record_id)
+        for stamp in change.stamps.values():
+            self.clock.observe(stamp)
+        row = batch.rows.get((kind, rid))
+        if row is None:
+            row = batch.rows[(kind, rid)] = bulk.new_row(kind, batch.owner, rid, batch.now)
+            held_fields: dict[str, Any] = {}
+            held_stamps: dict[str, str] = {}
+        else:
+            held_fields = bulk.fields_of(kind, row)
+            held_stamps = orjson.loads(row["stamps"])
+
+        def text_at(name: str, stamp: str) -> str | None:
+            return self._text_at(session, batch, kind, rid, name, stamp)
+
+        merged = merge_on_server(
+            held_fields,
+            held_stamps,
+            change.fields,
+            change.stamps,
+            change.base,
+            TEXT_FIELDS[kind],
+            text_at,
+            self.clock.now,
+        )
+        bulk.set_fields(kind, row, merged.fields, merged.stamps, batch.now)
+        self._log(batch, str(change.id), kind, rid, node, change.fields, change.stamps, change.base)
+        if merged.restamped:
+            stamps = {name: merged.stamps[name] for name in merged.restamped}
+            self._log(batch, new_id(), kind, rid, self.clock.node, merged.restamped, stamps, None)
+        for name, text in merged.conflicts:
+            self._conflict_copy(batch, kind, rid, merged.fields, name, text)
+        return [
+            Resolved(change_id=str(change.id), kind=kind, record_id=rid, field=name, value=value, stamp=stamp)
+            for name, (value, stamp) in merged.resolved.items()
+        ]
+
+    def _log(
+        self,
+        batch: _Batch,
+        change_id: str,
+        kind: str,
+        rid: str,
+        node: str,
+        fields: dict[str, Any],
+        stamps: dict[str, str],
+        base: dict[str, str] | None,
+    ) -> None:
+        batch.log.append(
+            {
+                "owner_id": batch.owner,
+                "change_id": change_id,
+                "kind": kind,
+                "record_id": rid,
+                "fields": orjson.dumps(fields).decode(),
+                "stamps": orjson.dumps(stamps).decode(),
+                "base": orjson.dumps(base).decode() if base else None,
+                "node": node,
+                "created_ms": batch.now,
+                "pushed": True,
+                "user_seq": None,
+            }
+        )
+        for name in TEXT_FIELDS[kind]:
+            if name in fields:
+                batch.texts[(kind, rid, name, stamps[name])] = fields[name]
+
+    def _text_at(self, session: Any, batch: _Batch, kind: str, rid: str, name: str, stamp: str) -> str | None:
+        found = batch.texts.get((kind, rid, name, stamp))
+        if found is not None:
+            return found
+        query = select(CHANGES.c.fields, CHANGES.c.stamps).where(
+            CHANGES.c.owner_id == batch.owner, CHANGES.c.record_id == rid, CHANGES.c.kind == kind
+        )
+        for fields_json, stamps_json in session.execute(query):
+            if orjson.loads(stamps_json).get(name) == stamp:
+                return orjson.loads(fields_json).get(name)
+        return None
+
+    def _conflict_copy(self, batch: _Batch, kind: str, rid: str, fields: dict[str, Any], name: str, text: str) -> None:
+        copy_id = new_id()
+        values = {k: v for k, v in fields.items() if k in FIELDS[kind]}
+        values[name] = text
+        title = values.get("title") or ""
+        if not title.endswith(CONFLICT_SUFFIX):
+            title = title[: TITLE_MAX - len(CONFLICT_SUFFIX)] + CONFLICT_SUFFIX
+        values.update(title=title, conflict_of=rid, deleted=False)
+        values["created_at"] = bulk.ms_to_iso(batch.now)
+        stamp = self.clock.now()
+        stamps = {k: stamp for k in values}
+        row = bulk.new_row(kind, batch.owner, copy_id, batch.now)
+        bulk.set_fields(kind, row, values, stamps, batch.now)
+        batch.rows[(kind, copy_id)] = row
+        self._log(batch, new_id(), kind, copy_id, self.clock.node, values, stamps, None)
+
+    # -- pull ------------------------------------------------------------------------------
+
+    def pull(self, owner: str, after: int, limit: int) -> bytes:
+        """A page of changes after `after`, as JSON bytes (stored JSON is passed through)."""
+        query = (
+            select(
+                CHANGES.c.user_seq,
+                CHANGES.c.change_id,
+                CHANGES.c.kind,
+                CHANGES.c.record_id,
+                CHANGES.c.node,
+                CHANGES.c.fields,
+                CHANGES.c.stamps,
+            )
+            .where(CHANGES.c.owner_id == owner, CHANGES.c.user_seq > after)
+            .order_by(CHANGES.c.user_seq)
+            .limit(limit)
+        )
+        with self.db.read() as session:
+            rows = session.execute(query).all()
+            last = session.execute(select(UserSeq.last_seq).where(UserSeq.owner_id == owner)).scalar() or 0
+        changes = [
+            {
+                "seq": seq,
+                "id": cid,
+                "kind": kind,
+                "record_id": rid,
+                "node": node,
+                "fields": orjson.Fragment(fields),
+                "stamps": orjson.Fragment(stamps),
+            }
+            for seq, cid, kind, rid, node, fields, stamps in rows
+        ]
+        nxt = rows[-1][0] if rows else after
+        return orjson.dumps({"changes": changes, "next": nxt, "last_seq": last, "more": nxt < last})
+
+    # -- digest ----------------------------------------------------------------------------
+
+    def digest(self, owner: str) -> Digest:
+        return user_digest(self.db, owner)
+
+
+def user_digest(db: Database, owner: str) -> Digest:
+    count = sum_a = sum_b = 0
+    with db.read() as session:
+        for model in (Task, Note):
+            c, a, b = session.execute(
+                select(
+                    func.count(), func.coalesce(func.sum(model.hash_a), 0), func.coalesce(func.sum(model.hash_b), 0)
+                ).where(model.owner_id == owner)
+            ).one()
+            count, sum_a, sum_b = count + c, sum_a + int(a), sum_b + int(b)
+    return Digest(count=count, sum_a=sum_a, sum_b=sum_b)
