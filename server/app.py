@@ -15,9 +15,12 @@ from server.guard import LocalGuardMiddleware
 from server.middleware import RequestContextMiddleware
 from server.migrate import upgrade
 from server.ratelimit import LoginLimiter
-from server.routes import auth, health, local_settings, notes, pages, sync, tasks, ws
+from server.routes import auth, health, local_settings, notes, pages, sync, sync_local, tasks, ws
 from server.settings import Settings
 from server.state import AppState, build_state
+from server.sync_store import LocalSyncStore
+from sync.credentials import CredentialStore
+from sync.engine import SyncEngine
 
 log = logging.getLogger("ferry")
 
@@ -29,13 +32,20 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         upgrade(db)
     state = build_state(settings, db)
 
+    if settings.mode == "local":
+        state.sync_engine = _sync_engine(state)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.hub.bind(asyncio.get_running_loop())
         log.info("Ferry %s (%s mode) using %s", __version__, settings.mode, db.url.render_as_string())
+        if state.sync_engine is not None:
+            await state.sync_engine.start()
         try:
             yield
         finally:
+            if state.sync_engine is not None:
+                await state.sync_engine.stop(settings.final_sync_seconds)
             db.dispose()
 
     app = FastAPI(
@@ -59,6 +69,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         app.include_router(sync.router)
     else:
         app.include_router(local_settings.router)
+        app.include_router(sync_local.router)
     app.include_router(pages.router)
     pages.mount_static(app)
 
@@ -73,6 +84,20 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         path_limits={"/api/sync/push": settings.max_push_bytes},
     )
     return app
+
+
+def _sync_engine(state: AppState) -> SyncEngine:
+    """The desktop's sync engine, wired to its database, its pages and its settings."""
+    settings = state.settings
+    engine = SyncEngine(
+        LocalSyncStore(state),
+        CredentialStore(settings.resolved_data_dir(), use_keyring=settings.use_keyring),
+        interval=local_settings.read_settings(state).sync_interval_seconds,
+        on_status=lambda status: state.hub.publish("", "sync.status", status),
+        timeout=settings.sync_timeout_seconds,
+    )
+    state.records.on_local_change = engine.notify_local_change
+    return engine
 
 
 def app_state(app: FastAPI) -> AppState:

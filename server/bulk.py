@@ -59,7 +59,8 @@ def set_fields(kind: str, row: dict[str, Any], fields: dict[str, Any], stamps: d
         else:
             row[name] = value
     row["stamps"] = orjson.dumps(stamps).decode()
-    row["updated_ms"] = now
+    # The newest stamp's wall time is when the record last changed, on every replica alike.
+    row["updated_ms"] = max((int(s[:15]) for s in stamps.values()), default=now)
     row["hash_a"], row["hash_b"] = record_hash(kind, row["id"], fields_of(kind, row))
 
 

@@ -53,7 +53,7 @@ def current_owner(request: Request, state: StateDep, creds: Credentials) -> str:
     In local mode the guard middleware has already checked the per-launch token.
     """
     if not state.server_mode:
-        return LOCAL_OWNER
+        return state.local_owner
     # The token's signature is proof enough; no database read on the hot path.
     return user_id_from_token(state, creds.credentials if creds else None)
 

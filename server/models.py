@@ -266,6 +266,7 @@ class TaskRead(BaseModel):
     description: str
     due_date: str | None = PField(json_schema_extra={"format": "date"})
     completed: bool
+    conflict_of: str | None = PField(None, description="Set on a conflict copy: the record it was split from")
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -291,6 +292,7 @@ class NoteRead(BaseModel):
     title: str
     body: str
     done: bool
+    conflict_of: str | None = PField(None, description="Set on a conflict copy: the record it was split from")
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     db_pool_size: int = 5
     db_max_overflow: int = 10
 
+    # Local mode sync.
+    use_keyring: bool = True
+    sync_timeout_seconds: float = 10.0
+    final_sync_seconds: float = 3.0
+
     log_level: str = "INFO"
     access_log: bool = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import select
 
@@ -17,6 +18,7 @@ from server.sync_server import SyncServer
 from sync.hlc import HybridClock, new_node_id
 
 NODE_KEY = "node_id"
+LOCAL_OWNER_KEY = "local_owner"
 
 
 @dataclass
@@ -30,6 +32,9 @@ class AppState:
     tokens: Tokens | None = None
     passwords: Passwords = field(default_factory=Passwords)
     sync_server: SyncServer | None = None
+    #: local mode: whose records this desktop shows ("" until the first sign-in)
+    local_owner: str = ""
+    sync_engine: Any = None  # sync.engine.SyncEngine, local mode
 
     @property
     def server_mode(self) -> bool:
@@ -50,6 +55,12 @@ def load_node_id(db: Database) -> str:
         return found.value
 
 
+def load_meta(db: Database, key: str) -> str | None:
+    with db.read() as session:
+        found = session.get(Meta, key)
+        return found.value if found is not None else None
+
+
 def build_state(settings: Settings, db: Database) -> AppState:
     clock = HybridClock(load_node_id(db))
     hub = EventHub()
@@ -62,6 +73,7 @@ def build_state(settings: Settings, db: Database) -> AppState:
     )
     if settings.mode == "local":
         state.local_token = settings.local_token or secrets.token_urlsafe(32)
+        state.local_owner = load_meta(db, LOCAL_OWNER_KEY) or ""
     else:
         secret = settings.secret_key or load_or_create_secret(settings.resolved_data_dir())
         state.tokens = Tokens(secret, settings.access_token_minutes, settings.refresh_token_days)

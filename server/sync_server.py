@@ -238,4 +238,5 @@ def user_digest(db: Database, owner: str) -> Digest:
                 ).where(model.owner_id == owner)
             ).one()
             count, sum_a, sum_b = count + c, sum_a + int(a), sum_b + int(b)
-    return Digest(count=count, sum_a=sum_a, sum_b=sum_b)
+        last = session.execute(select(UserSeq.last_seq).where(UserSeq.owner_id == owner)).scalar() or 0
+    return Digest(count=count, sum_a=sum_a, sum_b=sum_b, last_seq=last)

@@ -180,3 +180,5 @@ class Digest(BaseModel):
     count: int
     sum_a: int
     sum_b: int
+    #: server only: the user's newest sequence number when the digest was taken
+    last_seq: int = 0

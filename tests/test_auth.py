@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
-import statistics
 import stat
+import statistics
 import time
 import uuid
 from pathlib import Path
@@ -393,7 +393,8 @@ def test_generated_secret_is_private_and_survives_restart(tmp_path: Path) -> Non
 def test_unusable_secret_file_is_refused(tmp_path: Path, content: str) -> None:
     """A truncated key file must stop the server rather than sign tokens with a weak key."""
     tmp_path.joinpath("secret.key").write_text(content)
-    with pytest.raises(RuntimeError, match=r"secret\.key"), serve(
-        Settings(mode="server", data_dir=tmp_path, secret_key=None)
+    with (
+        pytest.raises(RuntimeError, match=r"secret\.key"),
+        serve(Settings(mode="server", data_dir=tmp_path, secret_key=None)),
     ):
         pass

@@ -33,5 +33,7 @@ def get_settings(state: StateDep) -> Any:
 def put_settings(state: StateDep, body: LocalSettings) -> Any:
     with state.db.write() as session:
         session.merge(Meta(key=SETTINGS_KEY, value=body.model_dump_json()))
+    if state.sync_engine is not None:
+        state.sync_engine.set_interval(body.sync_interval_seconds)
     state.hub.publish("", "settings.updated", body.model_dump())
     return body

@@ -1,0 +1,270 @@
+"""The desktop's side of sync storage: the `sync.store.SyncStore` the engine drives, over the
+local SQLite database.
+
+Pulled changes are merged with the same rule the server uses (`sync.merge.merge_fields`),
+except that a text field with a local edit still waiting to be pushed keeps the local
+text: the server merges that edit and sends its verdict back (see `sync/README.md`).
+Each page is applied, and the cursor moved, in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+
+from server import bulk
+from server.db import Database
+from server.events import EventHub
+from server.models import Change, Meta, ms_to_iso
+from server.records import now_ms
+from server.state import LOCAL_OWNER_KEY, AppState
+from sync.hlc import HybridClock
+from sync.ids import new_id
+from sync.merge import merge_fields
+from sync.protocol import Digest
+from sync.schema import FIELDS, TEXT_FIELDS
+from sync.store import Account, Pending
+
+CHANGES = Change.__table__  # type: ignore[attr-defined]
+ACCOUNT_KEY = "sync.account"
+
+
+def _get_meta(session: Any, key: str) -> str | None:
+    row = session.get(Meta, key)
+    return row.value if row is not None else None
+
+
+def _set_meta(session: Any, key: str, value: str) -> None:
+    session.merge(Meta(key=key, value=value))
+
+
+class LocalSyncStore:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.db: Database = state.db
+        self.clock: HybridClock = state.clock
+        self.hub: EventHub = state.hub
+        self.node = self.clock.node
+
+    @property
+    def owner(self) -> str:
+        return self.state.local_owner
+
+    def _cursor_key(self) -> str:
+        return f"sync.cursor:{self.owner}"
+
+    # -- account ---------------------------------------------------------------------------
+
+    def account(self) -> Account | None:
+        with self.db.read() as session:
+            raw = _get_meta(session, ACCOUNT_KEY)
+        return Account(**orjson.loads(raw)) if raw else None
+
+    def sign_in(self, account: Account) -> None:
+        with self.db.write() as session:
+            # Records made before any sign-in belong to whoever signs in first (rule 8).
+            for table in bulk.TABLES.values():
+                session.execute(update(table).where(table.c.owner_id == "").values(owner_id=account.user_id))
+            session.execute(update(CHANGES).where(CHANGES.c.owner_id == "").values(owner_id=account.user_id))
+            _set_meta(session, ACCOUNT_KEY, orjson.dumps(account.__dict__).decode())
+            _set_meta(session, LOCAL_OWNER_KEY, account.user_id)
+        switched = self.state.local_owner != account.user_id
+        self.state.local_owner = account.user_id
+        if switched:
+            self.hub.publish("", "sync.account", {"username": account.username})
+
+    def sign_out(self) -> None:
+        # The account's records stay visible and editable offline; signing in again resumes.
+        pass
+
+    # -- push ------------------------------------------------------------------------------
+
+    def pending(self, limit: int) -> list[Pending]:
+        query = (
+            select(
+                CHANGES.c.seq,
+                CHANGES.c.change_id,
+                CHANGES.c.kind,
+                CHANGES.c.record_id,
+                CHANGES.c.fields,
+                CHANGES.c.stamps,
+                CHANGES.c.base,
+            )
+            .where(CHANGES.c.pushed.is_(False), CHANGES.c.owner_id == self.owner)
+            .order_by(CHANGES.c.seq)
+            .limit(limit)
+        )
+        with self.db.read() as session:
+            rows = session.execute(query).all()
+        return [
+            Pending(
+                seq,
+                orjson.dumps(
+                    {
+                        "id": cid,
+                        "kind": kind,
+                        "record_id": rid,
+                        "fields": orjson.Fragment(fields),
+                        "stamps": orjson.Fragment(stamps),
+                        "base": orjson.Fragment(base) if base else None,
+                    }
+                ),
+            )
+            for seq, cid, kind, rid, fields, stamps, base in rows
+        ]
+
+    def pending_count(self) -> int:
+        query = select(func.count()).where(CHANGES.c.pushed.is_(False), CHANGES.c.owner_id == self.owner)
+        with self.db.read() as session:
+            return int(session.execute(query).scalar_one())
+
+    def acknowledge(self, seqs: list[int], resolved: list[dict[str, Any]]) -> None:
+        events: list[tuple[str, dict[str, Any]]] = []
+        with self.db.write() as session:
+            for i in range(0, len(seqs), bulk.CHUNK):
+                session.execute(update(CHANGES).where(CHANGES.c.seq.in_(seqs[i : i + bulk.CHUNK])).values(pushed=True))
+            if resolved:
+                events = self._adopt_verdicts(session, resolved)
+        for event in events:
+            self.hub.publish("", *event)
+
+    def _adopt_verdicts(self, session: Any, resolved: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        """Take the server's text for fields it merged, unless a newer local edit waits."""
+        pending = self._pending_fields(session, {r["record_id"] for r in resolved})
+        events = []
+        now = now_ms()
+        for verdict in resolved:
+            kind, rid, name = verdict["kind"], verdict["record_id"], verdict["field"]
+            if name in pending.get(rid, set()) or name not in TEXT_FIELDS.get(kind, ()):
+                continue
+            row = bulk.load(session, kind, self.owner, [rid]).get(rid)
+            if row is None:
+                continue
+            self.clock.observe(verdict["stamp"])
+            fields = bulk.fields_of(kind, row)
+            stamps = orjson.loads(row["stamps"])
+            fields[name] = verdict["value"]
+            stamps[name] = verdict["stamp"]
+            bulk.set_fields(kind, row, fields, stamps, now)
+            bulk.upsert(session, kind, [row])
+            events.append((f"{kind}.updated", _event(kind, row)))
+        return events
+
+    def _pending_fields(self, session: Any, record_ids: set[str]) -> dict[str, set[str]]:
+        """record id -> fields that local changes not yet acknowledged will set."""
+        out: dict[str, set[str]] = {}
+        ids = list(record_ids)
+        for i in range(0, len(ids), bulk.CHUNK):
+            query = select(CHANGES.c.record_id, CHANGES.c.fields).where(
+                CHANGES.c.pushed.is_(False),
+                CHANGES.c.owner_id == self.owner,
+                CHANGES.c.record_id.in_(ids[i : i + bulk.CHUNK]),
+            )
+            for rid, fields in session.execute(query):
+                out.setdefault(rid, set()).update(orjson.loads(fields))
+        return out
+
+    # -- pull ------------------------------------------------------------------------------
+
+    def cursor(self) -> int:
+        with self.db.read() as session:
+            return int(_get_meta(session, self._cursor_key()) or 0)
+
+    def reset_cursor(self) -> None:
+        with self.db.write() as session:
+            _set_meta(session, self._cursor_key(), "0")
+
+    def apply_page(self, changes: list[dict[str, Any]], next_cursor: int) -> int:
+        events: list[tuple[str, dict[str, Any]]] = []
+        now = now_ms()
+        touched: dict[tuple[str, str], dict[str, Any]] = {}
+        created: set[tuple[str, str]] = set()
+        with self.db.write() as session:
+            foreign = [c for c in changes if c["node"] != self.node]
+            pending = self._pending_fields(session, {c["record_id"] for c in foreign})
+            rows: dict[tuple[str, str], dict[str, Any]] = {}
+            for kind in ("task", "note"):
+                ids = [c["record_id"] for c in foreign if c["kind"] == kind]
+                for rid, row in bulk.load(session, kind, self.owner, ids).items():
+                    rows[(kind, rid)] = row
+            for change in foreign:
+                kind, rid = change["kind"], change["record_id"]
+                if kind not in FIELDS:
+                    continue
+                for stamp in change["stamps"].values():
+                    self.clock.observe(stamp)
+                row = rows.get((kind, rid))
+                if row is None:
+                    row = rows[(kind, rid)] = bulk.new_row(kind, self.owner, rid, now)
+                    created.add((kind, rid))
+                    held, held_stamps = {}, {}
+                else:
+                    held, held_stamps = bulk.fields_of(kind, row), orjson.loads(row["stamps"])
+                keep = pending.get(rid, set()) & set(TEXT_FIELDS[kind])
+                merged = merge_fields(held, held_stamps, change["fields"], change["stamps"], keep)
+                if not merged.taken:
+                    continue
+                was_deleted = bool(row["deleted"])
+                bulk.set_fields(kind, row, merged.fields, merged.stamps, now)
+                touched[(kind, rid)] = {"row": row, "was_deleted": was_deleted}
+            for kind in ("task", "note"):
+                bulk.upsert(session, kind, [t["row"] for (k, _), t in touched.items() if k == kind])
+            _set_meta(session, self._cursor_key(), str(next_cursor))
+        for (kind, rid), t in touched.items():
+            row = t["row"]
+            if row["deleted"]:
+                if not t["was_deleted"] and (kind, rid) not in created:
+                    events.append((f"{kind}.deleted", {"id": rid}))
+            elif (kind, rid) in created or t["was_deleted"]:
+                events.append((f"{kind}.created", _event(kind, row)))
+            else:
+                events.append((f"{kind}.updated", _event(kind, row)))
+        for event in events:
+            self.hub.publish("", *event)
+        return len(touched)
+
+    # -- repair ----------------------------------------------------------------------------
+
+    def requeue_all(self) -> int:
+        count = 0
+        with self.db.write() as session:
+            for kind, table in bulk.TABLES.items():
+                for row in session.execute(select(table).where(table.c.owner_id == self.owner)).mappings():
+                    stamps = orjson.loads(row["stamps"])
+                    fields = {k: v for k, v in bulk.fields_of(kind, dict(row)).items() if k in stamps}
+                    stamps = {k: stamps[k] for k in fields}
+                    base = {k: stamps[k] for k in TEXT_FIELDS[kind] if k in fields}
+                    session.add(
+                        Change(
+                            owner_id=self.owner,
+                            change_id=new_id(),
+                            kind=kind,
+                            record_id=row["id"],
+                            fields=orjson.dumps(fields).decode(),
+                            stamps=orjson.dumps(stamps).decode(),
+                            base=orjson.dumps(base).decode(),
+                            node=self.node,
+                            created_ms=now_ms(),
+                            pushed=False,
+                        )
+                    )
+                    count += 1
+        return count
+
+    def digest(self) -> Digest:
+        from server.sync_server import user_digest
+
+        return user_digest(self.db, self.owner)
+
+
+def _event(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    data = {k: row[k] for k in ("id", "title", "conflict_of")}
+    if kind == "task":
+        data.update(description=row["description"], due_date=row["due_date"], completed=row["completed"])
+    else:
+        data.update(body=row["body"], done=row["done"])
+    data["created_at"] = ms_to_iso(row["created_ms"])
+    data["updated_at"] = ms_to_iso(row["updated_ms"])
+    return data

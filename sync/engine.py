@@ -1,0 +1,492 @@
+"""The device's sync engine: push local changes, pull the server's, keep doing it.
+
+It runs in the app's event loop: an APScheduler job every `interval` seconds (one job id,
+`max_instances=1`, `coalesce=True`), a sync right after a local change (leading-edge
+debounce: the first change goes at once, a burst is coalesced into one more sync ~300 ms
+later), and a sync whenever the server's WebSocket says new changes exist. An unreachable
+server is a normal state ("offline"): retries back off exponentially with jitter.
+Store calls are blocking database work and run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from sync.credentials import CredentialStore
+from sync.protocol import PULL_PAGE_DEFAULT, Digest
+from sync.store import Account, SyncStore
+
+log = logging.getLogger("ferry.sync")
+
+JOB_ID = "ferry-sync"
+DEBOUNCE = 0.3
+PUSH_BATCH = 2000
+REFRESH_MARGIN = 60.0
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 300.0
+OFFLINE_STATUSES = {502, 503, 504}
+
+
+class ConnectError(Exception):
+    """Signing in failed; `status` is the HTTP status the local API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Offline(Exception):
+    pass
+
+
+class _SyncFailed(Exception):
+    pass
+
+
+@dataclass
+class Status:
+    state: str = "signed_out"  # signed_out | idle | syncing | offline | error
+    server_url: str | None = None
+    username: str | None = None
+    pending_changes: int = 0
+    last_synced_at: str | None = None
+    last_error: str | None = None
+    progress: dict[str, int] | None = None
+    full_resyncs: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Session:
+    account: Account
+    http: httpx.AsyncClient
+    refresh_token: str
+    access_token: str | None = None
+    access_expires: float = 0.0  # monotonic seconds
+    ws_task: asyncio.Task[None] | None = None
+    rounds: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        store: SyncStore,
+        credentials: CredentialStore,
+        interval: float = 30.0,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.credentials = credentials
+        self.interval = interval
+        self.on_status = on_status
+        self.timeout = timeout
+        self.status = Status()
+        self._session: _Session | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._lock = asyncio.Lock()
+        self._again = False
+        self._failures = 0
+        self._retry_at = 0.0
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._debounce_handle: asyncio.TimerHandle | None = None
+        self._last_local = -1e9
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=UTC)
+        self._scheduler.start()
+        account = await asyncio.to_thread(self.store.account)
+        token = await asyncio.to_thread(self.credentials.load)
+        if account is not None:
+            self.status.server_url, self.status.username = account.server_url, account.username
+        if account is not None and token:
+            await self._begin(account, token)
+        else:
+            await self._publish()
+
+    async def stop(self, final_sync_timeout: float = 3.0) -> None:
+        """Stop scheduling, try one last bounded sync, close connections."""
+        if self._scheduler is not None:
+            with contextlib.suppress(Exception):
+                self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        session = self._session
+        if session is not None:
+            with contextlib.suppress(Exception):
+                if await asyncio.to_thread(self.store.pending_count):
+                    await asyncio.wait_for(self._sync_round(session), final_sync_timeout)
+            await self._end(session)
+        for handle in (self._retry_handle, self._debounce_handle):
+            if handle is not None:
+                handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- account ---------------------------------------------------------------------------
+
+    async def connect(self, server_url: str, username: str, password: str, register: bool = False) -> Status:
+        server_url = server_url.rstrip("/")
+        http = self._client(server_url)
+        try:
+            if register:
+                r = await http.post("/api/auth/register", json={"username": username, "password": password})
+                if r.status_code == 409:
+                    raise ConnectError(409, "that username is taken on this server")
+                if r.status_code == 422:
+                    raise ConnectError(422, _first_error(r) or "the server refused that username or password")
+                if r.status_code != 201:
+                    raise ConnectError(502, f"registration failed: HTTP {r.status_code}")
+            r = await http.post("/api/auth/token", data={"username": username, "password": password})
+            if r.status_code in (401, 422):
+                raise ConnectError(401, "wrong username or password")
+            if r.status_code == 429:
+                raise ConnectError(429, "too many failed sign-ins; try again later")
+            if r.status_code != 200:
+                raise ConnectError(502, f"sign-in failed: HTTP {r.status_code}")
+            tokens = r.json()
+            me = await http.get("/api/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+            if me.status_code != 200:
+                raise ConnectError(502, f"sign-in failed: HTTP {me.status_code}")
+        except httpx.HTTPError as exc:
+            await http.aclose()
+            raise ConnectError(502, f"cannot reach {server_url}: {type(exc).__name__}") from None
+        except ConnectError:
+            await http.aclose()
+            raise
+        if self._session is not None:
+            await self._end(self._session)
+        account = Account(server_url, me.json()["username"], me.json()["id"])
+        await asyncio.to_thread(self.store.sign_in, account)
+        await asyncio.to_thread(self.credentials.save, tokens["refresh_token"])
+        log.info("signed in to %s as %s", server_url, account.username)
+        await self._begin(account, tokens["refresh_token"], http, tokens)
+        return self.status
+
+    async def disconnect(self) -> Status:
+        if self._session is not None:
+            await self._end(self._session)
+        await asyncio.to_thread(self.credentials.clear)
+        await asyncio.to_thread(self.store.sign_out)
+        self.status = Status(pending_changes=await asyncio.to_thread(self.store.pending_count))
+        await self._publish()
+        return self.status
+
+    async def _begin(
+        self,
+        account: Account,
+        refresh_token: str,
+        http: httpx.AsyncClient | None = None,
+        tokens: dict[str, Any] | None = None,
+    ) -> None:
+        session = _Session(account, http or self._client(account.server_url), refresh_token)
+        if tokens is not None:
+            session.access_token = tokens["access_token"]
+            session.access_expires = time.monotonic() + float(tokens.get("expires_in", 900))
+        self._session = session
+        self._failures = 0
+        self._retry_at = 0.0
+        self.status = Status(state="idle", server_url=account.server_url, username=account.username)
+        if self._scheduler is not None:
+            self._scheduler.add_job(
+                self._scheduled,
+                "interval",
+                seconds=self.interval,
+                id=JOB_ID,
+                max_instances=1,
+                coalesce=True,
+                replace_existing=True,
+            )
+        session.ws_task = self._spawn(self._listen(session))
+        self.trigger()
+
+    async def _end(self, session: _Session) -> None:
+        if self._scheduler is not None and self._scheduler.get_job(JOB_ID):
+            self._scheduler.remove_job(JOB_ID)
+        if session.ws_task is not None:
+            session.ws_task.cancel()
+        self._session = None
+        await session.http.aclose()
+
+    def _client(self, server_url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=server_url,
+            timeout=httpx.Timeout(self.timeout, connect=min(3.0, self.timeout)),
+            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=60),
+        )
+
+    # -- triggers --------------------------------------------------------------------------
+
+    def trigger(self) -> None:
+        """Sync as soon as possible (from the event loop's thread)."""
+        if self._session is None or self._loop is None:
+            return
+        self._spawn(self.run(manual=False))
+
+    def request_now(self) -> None:
+        """A person asked to sync now: skip any back-off wait."""
+        self._retry_at = 0.0
+        self.trigger()
+
+    def set_interval(self, seconds: float) -> None:
+        self.interval = seconds
+        if self._scheduler is not None and self._scheduler.get_job(JOB_ID):
+            self._scheduler.reschedule_job(JOB_ID, trigger="interval", seconds=seconds)
+
+    def notify_local_change(self) -> None:
+        """Called from any thread after a local write."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_local_change)
+
+    def _on_local_change(self) -> None:
+        assert self._loop is not None
+        self.status.pending_changes += 1
+        if self._debounce_handle is not None:
+            return  # a coalesced sync is already on its way
+        since = self._loop.time() - self._last_local
+        if since >= DEBOUNCE:
+            self._last_local = self._loop.time()
+            self.trigger()
+        else:
+            self._debounce_handle = self._loop.call_later(DEBOUNCE - since, self._debounced)
+
+    def _debounced(self) -> None:
+        assert self._loop is not None
+        self._debounce_handle = None
+        self._last_local = self._loop.time()
+        self.trigger()
+
+    async def _scheduled(self) -> None:
+        await self.run(manual=False)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- the sync round --------------------------------------------------------------------
+
+    async def run(self, manual: bool = True) -> Status:
+        """One sync (more if something asked for one while it ran)."""
+        session = self._session
+        if session is None:
+            return self.status
+        if self._lock.locked():
+            self._again = True
+            return self.status
+        if not manual and self._loop is not None and self._loop.time() < self._retry_at:
+            return self.status  # backing off; the retry timer will call again
+        async with self._lock:
+            for _ in range(5):
+                self._again = False
+                await self._guarded_round(session)
+                if not self._again or self._session is not session or self.status.state != "idle":
+                    break
+        return self.status
+
+    async def _guarded_round(self, session: _Session) -> None:
+        self.status.state = "syncing"
+        self.status.progress = None
+        await self._publish()
+        try:
+            await self._sync_round(session)
+        except _Offline as exc:
+            self._back_off(str(exc))
+        except _SyncFailed as exc:
+            self.status.state = "error"
+            self.status.last_error = str(exc)
+            log.error("sync failed: %s", exc)
+        except Exception as exc:  # keep the engine alive whatever happens; say what it was
+            self.status.state = "error"
+            self.status.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("sync failed unexpectedly")
+        else:
+            self._failures = 0
+            self._retry_at = 0.0
+            self.status.state = "idle"
+            self.status.last_error = None
+            self.status.last_synced_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self.status.progress = None
+        self.status.pending_changes = await asyncio.to_thread(self.store.pending_count)
+        await self._publish()
+
+    def _back_off(self, reason: str) -> None:
+        assert self._loop is not None
+        self._failures += 1
+        delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.5)
+        self._retry_at = self._loop.time() + delay
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        self._retry_handle = self._loop.call_later(delay, self.trigger)
+        self.status.state = "offline"
+        self.status.last_error = reason
+        log.info("server unreachable (%s); retrying in %.1f s", reason, delay)
+
+    async def _sync_round(self, session: _Session) -> None:
+        pushed = await self._push(session)
+        pulled = await self._pull(session)
+        session.rounds += 1
+        if pushed or pulled or session.rounds % 10 == 1:
+            await self._check_digest(session)
+
+    async def _push(self, session: _Session) -> int:
+        total = 0
+        node = self.store.node.encode()
+        while True:
+            batch = await asyncio.to_thread(self.store.pending, PUSH_BATCH)
+            if not batch:
+                return total
+            body = b'{"node":"' + node + b'","changes":[' + b",".join(p.wire for p in batch) + b"]}"
+            r = await self._call(session, "POST", "/api/sync/push", content=body)
+            result = orjson.loads(r.content)
+            await asyncio.to_thread(self.store.acknowledge, [p.seq for p in batch], result.get("resolved", []))
+            total += len(batch)
+
+    async def _pull(self, session: _Session) -> int:
+        start = cursor = await asyncio.to_thread(self.store.cursor)
+        changed = 0
+        while True:
+            r = await self._call(session, "GET", "/api/sync/pull", params={"after": cursor, "limit": PULL_PAGE_DEFAULT})
+            page = orjson.loads(r.content)
+            if page["changes"]:
+                changed += await asyncio.to_thread(self.store.apply_page, page["changes"], page["next"])
+            cursor = page["next"]
+            if not page["more"]:
+                return changed + (cursor - start)
+            self.status.progress = {"done": cursor - start, "total": max(page["last_seq"] - start, 1)}
+            await self._publish()
+
+    async def _check_digest(self, session: _Session) -> None:
+        if await self._digests_agree(session):
+            return
+        log.warning("digest mismatch with %s: full re-sync", session.account.server_url)
+        self.status.full_resyncs += 1
+        await asyncio.to_thread(self.store.reset_cursor)
+        await self._pull(session)
+        if await self._digests_agree(session):
+            return
+        queued = await asyncio.to_thread(self.store.requeue_all)
+        log.warning("digest still differs after a full pull: re-sent %d records", queued)
+        await self._push(session)
+        await self._pull(session)
+        if not await self._digests_agree(session):
+            raise _SyncFailed("this device and the server still disagree after a full re-sync")
+
+    async def _digests_agree(self, session: _Session) -> bool:
+        r = await self._call(session, "GET", "/api/sync/digest")
+        remote = r.json()
+        if remote.get("last_seq", 0) != await asyncio.to_thread(self.store.cursor):
+            return True  # the server moved on meanwhile; compare next round
+        if await asyncio.to_thread(self.store.pending_count):
+            return True  # local edits in flight; compare next round
+        local: Digest = await asyncio.to_thread(self.store.digest)
+        return (local.count, local.sum_a, local.sum_b) == (remote["count"], remote["sum_a"], remote["sum_b"])
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _access_token(self, session: _Session, force: bool = False) -> str:
+        if not force and session.access_token and time.monotonic() < session.access_expires - REFRESH_MARGIN:
+            return session.access_token
+        try:
+            r = await session.http.post("/api/auth/refresh", json={"refresh_token": session.refresh_token})
+        except httpx.TransportError as exc:
+            raise _Offline(type(exc).__name__) from None
+        if r.status_code in OFFLINE_STATUSES:
+            raise _Offline(f"HTTP {r.status_code}")
+        if r.status_code != 200:
+            raise _SyncFailed("the server no longer accepts this device's sign-in; sign in again")
+        tokens = r.json()
+        session.refresh_token = tokens["refresh_token"]
+        await asyncio.to_thread(self.credentials.save, session.refresh_token)
+        session.access_token = tokens["access_token"]
+        session.access_expires = time.monotonic() + float(tokens.get("expires_in", 900))
+        return session.access_token
+
+    async def _call(self, session: _Session, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Content-Type": "application/json"} if "content" in kwargs else {}
+        for attempt in range(2):
+            token = await self._access_token(session, force=attempt > 0)
+            try:
+                r = await session.http.request(
+                    method, path, headers={**headers, "Authorization": f"Bearer {token}"}, **kwargs
+                )
+            except httpx.TransportError as exc:
+                raise _Offline(type(exc).__name__) from None
+            if r.status_code == 401 and attempt == 0:
+                continue
+            if r.status_code in OFFLINE_STATUSES:
+                raise _Offline(f"HTTP {r.status_code}")
+            if r.status_code >= 400:
+                raise _SyncFailed(f"{method} {path}: HTTP {r.status_code}: {_first_error(r) or r.text[:200]}")
+            return r
+        raise _SyncFailed("the server refused this device's sign-in; sign in again")
+
+    # -- server notifications --------------------------------------------------------------
+
+    async def _listen(self, session: _Session) -> None:
+        """Hold a WebSocket to the server and sync whenever it says something changed."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import WebSocketException
+
+        url = session.account.server_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
+        delay = 1.0
+        while self._session is session:
+            try:
+                token = await self._access_token(session)
+                async with connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    open_timeout=5,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    max_size=2**20,
+                ) as ws:
+                    delay = 1.0
+                    self.trigger()  # catch up on anything missed while disconnected
+                    async for _ in ws:
+                        self.trigger()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, WebSocketException, _Offline, _SyncFailed, TimeoutError):
+                pass
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 60.0)
+
+    async def _publish(self) -> None:
+        if self.on_status is not None:
+            self.on_status(self.status.as_dict())
+
+
+def _first_error(r: httpx.Response) -> str | None:
+    try:
+        body = r.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        if isinstance(body.get("message"), str):
+            return body["message"]
+        if isinstance(body.get("detail"), str):
+            return body["detail"]
+    return None
