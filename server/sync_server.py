@@ -37,6 +37,7 @@ class _Batch:
     owner: str
     now: int
     rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    dirty: set[tuple[str, str]] = field(default_factory=set)
     log: list[dict[str, Any]] = field(default_factory=list)
     #: (kind, record_id, field, stamp) -> text, for changes of this batch not yet written
     texts: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
@@ -52,7 +53,6 @@ class SyncServer:
 
     def push(self, owner: str, node: str, changes: list[ChangeIn]) -> PushResponse:
         batch = _Batch(owner, now_ms())
-        resolved: list[Resolved] = []
         with self.db.write() as session:
             last = next_user_seq(session, owner, 0)  # takes the user's lock (see module doc)
             known = self._known_ids(session, owner, [str(c.id) for c in changes])
@@ -63,23 +63,54 @@ class SyncServer:
                     known.add(cid)
                     fresh.append(change)
             for kind in ("task", "note"):
-                ids = [str(c.record_id) for c in fresh if c.kind == kind]
+                ids = [str(c.record_id) for c in changes if c.kind == kind]
                 for rid, row in bulk.load(session, kind, owner, ids).items():
                     batch.rows[(kind, rid)] = row
             for change in fresh:
-                resolved.extend(self._apply(session, batch, node, change))
+                self._apply(session, batch, node, change)
             if batch.log:
                 last = next_user_seq(session, owner, len(batch.log))
                 first = last - len(batch.log) + 1
                 for offset, entry in enumerate(batch.log):
                     entry["user_seq"] = first + offset
                 for kind in ("task", "note"):
-                    bulk.upsert(session, kind, [r for (k, _), r in batch.rows.items() if k == kind])
+                    bulk.upsert(session, kind, [batch.rows[key] for key in batch.dirty if key[0] == kind])
                 for i in range(0, len(batch.log), bulk.CHUNK):
                     session.execute(insert(CHANGES), batch.log[i : i + bulk.CHUNK])
         if batch.log:
             self.hub.publish(owner, "sync.changes", {"last_seq": last})
-        return PushResponse(accepted=len(fresh), duplicates=len(changes) - len(fresh), last_seq=last, resolved=resolved)
+        return PushResponse(
+            resolved=self._verdicts(batch, changes),
+            accepted=len(fresh),
+            duplicates=len(changes) - len(fresh),
+            last_seq=last,
+        )
+
+    @staticmethod
+    def _verdicts(batch: _Batch, changes: list[ChangeIn]) -> list[Resolved]:
+        """The server's text for each text field the batch set, where it is not the device's.
+
+        Duplicates count too: a device whose earlier push lost its answer may have skipped
+        pulled text for those fields while its edit was pending, and needs the outcome now.
+        """
+        last: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for change in changes:
+            for name in TEXT_FIELDS[change.kind]:
+                if name in change.fields:
+                    last[(change.kind, str(change.record_id), name)] = (str(change.id), change.stamps[name])
+        out = []
+        for (kind, rid, name), (change_id, stamp) in last.items():
+            row = batch.rows.get((kind, rid))
+            if row is None:
+                continue
+            held_stamp = orjson.loads(row["stamps"]).get(name)
+            if held_stamp is not None and held_stamp != stamp:
+                out.append(
+                    Resolved(
+                        change_id=change_id, kind=kind, record_id=rid, field=name, value=row[name], stamp=held_stamp
+                    )
+                )
+        return out
 
     def _known_ids(self, session: Any, owner: str, ids: list[str]) -> set[str]:
         known: set[str] = set()
@@ -90,7 +121,7 @@ class SyncServer:
             known.update(session.execute(query).scalars())
         return known
 
-    def _apply(self, session: Any, batch: _Batch, node: str, change: ChangeIn) -> list[Resolved]:
+    def _apply(self, session: Any, batch: _Batch, node: str, change: ChangeIn) -> None:
         kind, rid = change.kind, str(change.record_id)
         for stamp in change.stamps.values():
             self.clock.observe(stamp)
@@ -117,16 +148,13 @@ class SyncServer:
             self.clock.now,
         )
         bulk.set_fields(kind, row, merged.fields, merged.stamps, batch.now)
+        batch.dirty.add((kind, rid))
         self._log(batch, str(change.id), kind, rid, node, change.fields, change.stamps, change.base)
         if merged.restamped:
             stamps = {name: merged.stamps[name] for name in merged.restamped}
             self._log(batch, new_id(), kind, rid, self.clock.node, merged.restamped, stamps, None)
         for name, text in merged.conflicts:
             self._conflict_copy(batch, kind, rid, merged.fields, name, text)
-        return [
-            Resolved(change_id=str(change.id), kind=kind, record_id=rid, field=name, value=value, stamp=stamp)
-            for name, (value, stamp) in merged.resolved.items()
-        ]
 
     def _log(
         self,
@@ -184,6 +212,7 @@ class SyncServer:
         row = bulk.new_row(kind, batch.owner, copy_id, batch.now)
         bulk.set_fields(kind, row, values, stamps, batch.now)
         batch.rows[(kind, copy_id)] = row
+        batch.dirty.add((kind, copy_id))
         self._log(batch, new_id(), kind, copy_id, self.clock.node, values, stamps, None)
 
     # -- pull ------------------------------------------------------------------------------

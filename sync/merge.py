@@ -57,9 +57,6 @@ def merge_fields(
 
 @dataclass
 class ServerMerge(Merged):
-    #: text fields where the server's result differs from what the change carried:
-    #: field -> (value, stamp), to tell the device that pushed it
-    resolved: dict[str, tuple[Any, str]] = field(default_factory=dict)
     #: text fields whose value the server stamped anew (a merge, or a kept version)
     restamped: dict[str, Any] = field(default_factory=dict)
     #: (field, text) pairs that lost an overlapping edit and become conflict copies
@@ -114,7 +111,6 @@ def merge_on_server(
             out.conflicts.append((name, held))
         else:
             out.conflicts.append((name, value))
-            out.resolved[name] = (held, held_stamp)
     return out
 
 
@@ -127,4 +123,3 @@ def _take(out: ServerMerge, name: str, value: Any, stamp: str) -> None:
 def _restamp(out: ServerMerge, name: str, value: Any, stamp: str) -> None:
     _take(out, name, value, stamp)
     out.restamped[name] = value
-    out.resolved[name] = (value, stamp)

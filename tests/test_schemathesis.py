@@ -37,6 +37,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.parameters import ParameterLocation
 
 from server.settings import Settings
 from tests.servers import Running, local_settings, serve, server_settings
@@ -45,6 +46,7 @@ SEED = 20_240_611
 REQUEST_TIMEOUT = 30
 PG_DSN = os.environ.get("FERRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 RECORDS = "^/api/(tasks|notes)"
+NOT_BODY = (ParameterLocation.PATH, ParameterLocation.QUERY, ParameterLocation.HEADER, ParameterLocation.COOKIE)
 
 # Records routes are cheap (a few ms a request); sign-in routes run Argon2 (~0.2 s a request on
 # a 2-core machine), so they get fewer fuzzed examples (their coverage phase still runs).
@@ -111,13 +113,33 @@ def errors_say_what_is_wrong(ctx: CheckContext, response: Response, case: Case) 
     return None
 
 
+def _valid_once_the_title_is_trimmed(case: Case) -> bool:
+    meta, body = case.meta, case.body
+    if meta is None or not isinstance(body, dict) or not isinstance(body.get("title"), str):
+        return False
+    if any(meta.is_negative_at(where) for where in NOT_BODY):
+        return False
+    trimmed = {**body, "title": body["title"].strip()}
+    return any(b.media_type == case.media_type and b.is_valid(trimmed) for b in case.operation.body)
+
+
+@schemathesis.check
+def invalid_input_is_refused(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """`negative_data_rejection`, except for one documented leniency: DESIGN.md gives a title as
+    "1–200 characters after trimming", which JSON Schema cannot say, so a raw title over the
+    schema's maxLength that trims to a valid one is valid input and rightly accepted."""
+    if 200 <= response.status_code < 300 and _valid_once_the_title_is_trimmed(case):
+        return None
+    return negative_data_rejection(ctx, response, case)
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
     response_headers_conformance,
-    negative_data_rejection,
+    invalid_input_is_refused,
     errors_say_what_is_wrong,
 ]
 # Not run: positive_data_acceptance. JSON Schema here cannot say "no NUL characters" or "not only
@@ -151,8 +173,10 @@ def _target(settings: Settings, expected_openapi: dict[str, Any]) -> Iterator[Ta
             assert client.get("/openapi.json").json() == expected_openapi
             target = Target(running, client, auth)
             yield target
-    print(f"\n{settings.mode} on {running.settings.resolved_database_url().split(':')[0]}: "
-          f"{target.statuses.total()} cases, statuses {dict(sorted(target.statuses.items()))}")
+    print(
+        f"\n{settings.mode} on {running.settings.resolved_database_url().split(':')[0]}: "
+        f"{target.statuses.total()} cases, statuses {dict(sorted(target.statuses.items()))}"
+    )
     # Not every case may be refused: the valid ones must really have been served.
     if target.statuses.total() > 20:
         assert sum(n for s, n in target.statuses.items() if 200 <= s < 300) > 0, target.statuses
@@ -201,12 +225,20 @@ def _aim_at_a_live_record(case: Case, target: Target) -> None:
     assert created.status_code in (201, 409), created.text  # 409: an earlier case made it already
 
 
+def _tests_auth_itself(case: Case) -> bool:
+    """Whether this is a deliberately unauthenticated case (no or a garbled Authorization)."""
+    data = case.meta.phase.data if case.meta is not None else None
+    if data is None or not case.meta.generation.mode.is_negative:
+        return False
+    return data.parameter == "Authorization" or any(m.parameter == "Authorization" for m in data.mutations)
+
+
 def _check(case: Case, target: Target) -> None:
     _aim_at_a_live_record(case, target)
-    if case.meta and case.meta.generation.mode.is_negative:
-        d = case.meta.phase.data
-        print("NEG", case.operation.label, type(d).__name__, getattr(d, "scenario", None), d.parameter, d.parameter_location, [ (m.path, m.parameter_location, m.parameter, m.keywords, m.operator) for m in d.mutations], dict(case.headers or {}), str(case.body)[:80])
-    response = case.call_and_validate(base_url=target.running.url, headers=target.auth, checks=CHECKS)
+    # A generated bearer token is random; the real one goes in, except where a case is about
+    # a missing or malformed Authorization header (then it must get a 401).
+    headers = None if _tests_auth_itself(case) else target.auth
+    response = case.call_and_validate(base_url=target.running.url, headers=headers, checks=CHECKS)
     target.statuses[response.status_code] += 1
 
 
