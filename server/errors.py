@@ -46,11 +46,15 @@ BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 async def _http_handler(request: Request, exc: HTTPException) -> JSONResponse:
-    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
-        # FastAPI's answer to a body json cannot parse (e.g. nested too deep): it is
+    if exc.status_code == 400:
+        # Only the framework raises 400: FastAPI for a body json cannot parse (e.g. nested too
+        # deep), Starlette for a malformed form (e.g. multipart with no boundary). Either is
         # invalid input like any other, so it gets the same 422 shape.
-        item = {"field": "body", "loc": ["body"], "msg": "could not parse the body", "type": "body_invalid"}
-        return JSONResponse({"detail": [item], "message": "body: could not parse the body"}, status_code=422)
+        msg = "could not parse the body"
+        if exc.detail != BODY_PARSE_ERROR:
+            msg = f"{msg}: {exc.detail}"
+        item = {"field": "body", "loc": ["body"], "msg": msg, "type": "body_invalid"}
+        return JSONResponse({"detail": [item], "message": f"body: {msg}"}, status_code=422)
     headers = dict(exc.headers) if exc.headers else None
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 

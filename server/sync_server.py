@@ -217,25 +217,34 @@ class SyncServer:
 
     # -- pull ------------------------------------------------------------------------------
 
-    def pull(self, owner: str, after: int, limit: int) -> bytes:
-        """A page of changes after `after`, as JSON bytes (stored JSON is passed through)."""
-        query = (
-            select(
-                CHANGES.c.user_seq,
-                CHANGES.c.change_id,
-                CHANGES.c.kind,
-                CHANGES.c.record_id,
-                CHANGES.c.node,
-                CHANGES.c.fields,
-                CHANGES.c.stamps,
-            )
-            .where(CHANGES.c.owner_id == owner, CHANGES.c.user_seq > after)
-            .order_by(CHANGES.c.user_seq)
-            .limit(limit)
+    def pull(self, owner: str, after: int, limit: int, exclude_node: str | None = None) -> bytes:
+        """A page of changes after `after`, as JSON bytes (stored JSON is passed through).
+
+        `exclude_node` leaves out a device's own changes (it has them) without breaking the
+        cursor: the newest sequence number is read first, and every number up to it is
+        committed (numbers are taken under the user's lock, in commit order), so when a
+        filtered page comes back short the cursor can move straight to that number.
+        """
+        columns = (
+            CHANGES.c.user_seq,
+            CHANGES.c.change_id,
+            CHANGES.c.kind,
+            CHANGES.c.record_id,
+            CHANGES.c.node,
+            CHANGES.c.fields,
+            CHANGES.c.stamps,
         )
         with self.db.read() as session:
-            rows = session.execute(query).all()
             last = session.execute(select(UserSeq.last_seq).where(UserSeq.owner_id == owner)).scalar() or 0
+            query = (
+                select(*columns)
+                .where(CHANGES.c.owner_id == owner, CHANGES.c.user_seq > after, CHANGES.c.user_seq <= last)
+                .order_by(CHANGES.c.user_seq)
+                .limit(limit)
+            )
+            if exclude_node:
+                query = query.where(CHANGES.c.node != exclude_node)
+            rows = session.execute(query).all()
         changes = [
             {
                 "seq": seq,
@@ -248,8 +257,9 @@ class SyncServer:
             }
             for seq, cid, kind, rid, node, fields, stamps in rows
         ]
-        nxt = rows[-1][0] if rows else after
-        return orjson.dumps({"changes": changes, "next": nxt, "last_seq": last, "more": nxt < last})
+        full = len(rows) == limit
+        nxt = rows[-1][0] if full else max(last, after)
+        return orjson.dumps({"changes": changes, "next": nxt, "last_seq": last, "more": full and nxt < last})
 
     # -- digest ----------------------------------------------------------------------------
 

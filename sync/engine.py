@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +67,8 @@ class Status:
     last_error: str | None = None
     progress: dict[str, int] | None = None
     full_resyncs: int = 0
+    #: the last completed round: changes pushed and pulled, and how long it took
+    last_round: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +112,8 @@ class SyncEngine:
         self._debounce_handle: asyncio.TimerHandle | None = None
         self._last_local = -1e9
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: the last rounds' figures (benchmarks and diagnostics read them)
+        self.history: deque[dict[str, float]] = deque(maxlen=50)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -293,7 +298,7 @@ class SyncEngine:
         session = self._session
         if session is None:
             return self.status
-        if self._lock.locked():
+        if self._lock.locked() and not manual:
             self._again = True
             return self.status
         if not manual and self._loop is not None and self._loop.time() < self._retry_at:
@@ -345,11 +350,16 @@ class SyncEngine:
         log.info("server unreachable (%s); retrying in %.1f s", reason, delay)
 
     async def _sync_round(self, session: _Session) -> None:
+        started = time.perf_counter()
         pushed = await self._push(session)
         pulled = await self._pull(session)
         session.rounds += 1
         if pushed or pulled or session.rounds % 10 == 1:
             await self._check_digest(session)
+        self.status.last_round = {
+            "pushed": pushed, "pulled": pulled, "ms": round((time.perf_counter() - started) * 1000, 2)
+        }
+        self.history.append(self.status.last_round)
 
     async def _push(self, session: _Session) -> int:
         total = 0
@@ -366,15 +376,21 @@ class SyncEngine:
 
     async def _pull(self, session: _Session) -> int:
         start = cursor = await asyncio.to_thread(self.store.cursor)
-        changed = 0
+        received = 0
         while True:
-            r = await self._call(session, "GET", "/api/sync/pull", params={"after": cursor, "limit": PULL_PAGE_DEFAULT})
+            r = await self._call(
+                session,
+                "GET",
+                "/api/sync/pull",
+                params={"after": cursor, "limit": PULL_PAGE_DEFAULT, "exclude_node": self.store.node},
+            )
             page = orjson.loads(r.content)
-            if page["changes"]:
-                changed += await asyncio.to_thread(self.store.apply_page, page["changes"], page["next"])
+            if page["changes"] or page["next"] != cursor:
+                await asyncio.to_thread(self.store.apply_page, page["changes"], page["next"])
+            received += len(page["changes"])
             cursor = page["next"]
             if not page["more"]:
-                return changed + (cursor - start)
+                return received
             self.status.progress = {"done": cursor - start, "total": max(page["last_seq"] - start, 1)}
             await self._publish()
 

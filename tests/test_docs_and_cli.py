@@ -202,18 +202,18 @@ class Desktop:
         return self.proc.returncode
 
 
-def wait_runtime(data_dir: Path, proc: subprocess.Popen[bytes], expect_pid: int, timeout: float = 30) -> dict[str, Any]:
-    """The runtime file once it names `expect_pid` (a stale one may be there first)."""
+def wait_runtime(data_dir: Path, proc: subprocess.Popen[bytes], output: Path, timeout: float = 30) -> dict[str, Any]:
+    """The runtime file once it names `proc` (a stale one may be there first)."""
     path = data_dir / "runtime.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"ferry exited early with {proc.returncode}")
+            raise RuntimeError(f"ferry exited early with {proc.returncode}:\n{output.read_text()[-3000:]}")
         try:
             info = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             info = None
-        if isinstance(info, dict) and info.get("pid") == expect_pid:
+        if isinstance(info, dict) and info.get("pid") == proc.pid:
             return info
         time.sleep(0.05)
     raise TimeoutError(f"{path} did not appear")
@@ -223,14 +223,15 @@ def wait_runtime(data_dir: Path, proc: subprocess.Popen[bytes], expect_pid: int,
 def desktop(data_dir: Path) -> Iterator[Desktop]:
     """`python -m desktop --headless` in a subprocess, stopped by its PID afterwards."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir.parent / f"{data_dir.name}.out", "wb") as out:
+    output = data_dir.parent / f"{data_dir.name}.out"
+    with open(output, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "desktop", "--headless", "--data-dir", str(data_dir)],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=_desktop_env(),
         )  # fmt: skip
     running = Desktop(proc, data_dir, {})
     try:
-        running.runtime = wait_runtime(data_dir, proc, proc.pid)
+        running.runtime = wait_runtime(data_dir, proc, output)
         yield running
     finally:
         running.stop()

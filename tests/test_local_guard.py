@@ -5,6 +5,7 @@ checks against DNS rebinding and CSRF, no CORS, the page's CSP, and the same rul
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
@@ -65,6 +66,36 @@ def test_api_needs_the_token(local_app: Running, anon: httpx.Client) -> None:
     created = anon.post("/api/tasks", json={"title": "with token"}, headers=auth(local_app))
     assert created.status_code == 201
     assert anon.get("/api/settings", headers={"Authorization": f"bearer {token}"}).status_code == 200
+
+
+RAW_PATHS = [
+    "/api/tasks/",
+    "/api//tasks",
+    "//api/tasks",
+    "/%61pi/tasks",
+    "/api/tasks%2F",
+    "/api/%2e%2e/api/tasks",
+    "/api/health/../tasks",
+    "/api/health/",
+    "/static/../api/tasks",
+    "/./api/tasks",
+]
+
+
+def test_path_tricks_do_not_bypass_the_token(local_app: Running) -> None:
+    """Raw request targets (not normalised by a client library) never reach data without the token."""
+    with local_app.client() as client:
+        assert client.post("/api/tasks", json={"title": "secret-title-1234"}).status_code == 201
+    for target in RAW_PATHS:
+        with socket.create_connection(("127.0.0.1", local_app.port), timeout=5) as sock:
+            request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{local_app.port}\r\nConnection: close\r\n\r\n"
+            sock.sendall(request.encode())
+            reply = b""
+            while len(reply) < 1_000_000 and (chunk := sock.recv(65536)):
+                reply += chunk
+        status = int(reply.split(b" ", 2)[1])
+        assert status in (401, 404), (target, status)
+        assert b"secret-title-1234" not in reply, target
 
 
 def test_health_needs_no_token(anon: httpx.Client) -> None:

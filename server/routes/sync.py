@@ -39,9 +39,12 @@ def pull(
     owner: OwnerDep,
     after: Annotated[int, Query(ge=0, le=2**62, description="The cursor: last sequence number applied")] = 0,
     limit: Annotated[int, Query(ge=1, le=PULL_PAGE_MAX)] = PULL_PAGE_DEFAULT,
+    exclude_node: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{16}$", description="Leave out changes made by this node")
+    ] = None,
 ) -> Any:
     """The user's changes with sequence numbers above `after`, in order."""
-    return Response(state.sync_server.pull(owner, after, limit), media_type="application/json")
+    return Response(state.sync_server.pull(owner, after, limit, exclude_node), media_type="application/json")
 
 
 @router.get("/digest", response_model=Digest)

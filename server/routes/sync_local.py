@@ -35,6 +35,7 @@ class SyncStatus(BaseModel):
     last_error: str | None
     progress: Progress | None = None
     full_resyncs: int = 0
+    last_round: dict[str, float] | None = Field(None, description="The last completed round: pushed, pulled, ms")
 
 
 class ConnectRequest(BaseModel):

@@ -1,0 +1,312 @@
+"""Sync benchmark: prints one JSON line per figure.
+
+    .venv/bin/python tests/bench/sync_bench.py [--big 100000] [--edits 50]
+
+A real shared server (`python -m server`, SQLite) in a subprocess; devices are the desktop's
+local app (real uvicorn on loopback, real SQLite files) in this process, except the device
+that pulls 100,000 records, which runs as its own `python -m desktop --headless` process so
+its memory can be measured. Figures:
+- push_10k: one sync round of a device holding 10,000 new tasks (push, pull, digest check);
+- pull_10k: first sync of a freshly signed-in device, until it holds the 10,000 tasks;
+- noop: a sync round with nothing to do (median of 30);
+- edits_100: a sync round after 100 local edits;
+- pull_100k: first sync of 100,000 records into a fresh device process, with its peak
+  memory growth (VmHWM after minus VmRSS before);
+- edit_to_visible: a title edited on one online device, until the other device's `/ws`
+  delivers it (p50 and p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from server.records import TASKS  # noqa: E402
+from sync.hlc import HybridClock, new_node_id  # noqa: E402
+from tests.servers import ferry_server_process, local_settings, serve, wait_healthy  # noqa: E402
+
+PASSWORD = "benchmark-password"
+
+
+def emit(case: str, **figures: object) -> None:
+    print(json.dumps({"bench": "sync", "case": case, **figures}), flush=True)
+
+
+def run_in_app(running, coro_fn):  # type: ignore[no-untyped-def]
+    """Run a coroutine on a device's event loop and wait for it."""
+    engine = running.app.state.ferry.sync_engine
+    return asyncio.run_coroutine_threadsafe(coro_fn(engine), engine._loop).result(600)
+
+
+def timed_round(running) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    status = run_in_app(running, lambda e: e.run(manual=True))
+    elapsed = time.perf_counter() - started
+    if status.state != "idle":
+        raise RuntimeError(f"sync round ended {status.state}: {status.last_error}")
+    return elapsed
+
+
+def wait_settled(running, timeout: float = 600) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the device is idle with nothing pending and no round running."""
+    engine = running.app.state.ferry.sync_engine
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = engine.status
+        if (
+            status.state == "idle"
+            and status.pending_changes == 0
+            and not engine._lock.locked()
+            and status.last_synced_at
+        ):
+            return
+        time.sleep(0.005)
+    raise TimeoutError("device did not settle")
+
+
+def first_round(running, key: str, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The figures of the round that moved `count` changes (the engine keeps its last rounds)."""
+    for entry in running.app.state.ferry.sync_engine.history:
+        if entry[key] >= count:
+            return {"seconds": round(entry["ms"] / 1000, 3), key: entry[key]}
+    raise RuntimeError(f"no round {key} {count} changes: {list(running.app.state.ferry.sync_engine.history)}")
+
+
+def seed_local(running, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Create tasks through the app's write path, without waking the sync engine."""
+    state = running.app.state.ferry
+    hook, state.records.on_local_change = state.records.on_local_change, None
+    try:
+        ids = []
+        for i in range(count):
+            row = state.records.create(TASKS, state.local_owner, {"title": f"task {i}", "description": "x" * 40}, None)
+            ids.append(row.id)
+        return ids
+    finally:
+        state.records.on_local_change = hook
+
+
+def connect(client: httpx.Client, server_url: str, username: str, register: bool) -> None:
+    r = client.post(
+        "/api/sync/connect",
+        json={"server_url": server_url, "username": username, "password": PASSWORD, "register": register},
+    )
+    r.raise_for_status()
+
+
+def push_synthetic(server_url: str, username: str, total: int) -> None:
+    """Fill an account with `total` new tasks, as another device would push them."""
+    with httpx.Client(base_url=server_url, timeout=120) as http:
+        http.post("/api/auth/register", json={"username": username, "password": PASSWORD}).raise_for_status()
+        token = http.post("/api/auth/token", data={"username": username, "password": PASSWORD}).json()["access_token"]
+        node = new_node_id()
+        clock = HybridClock(node)
+        batch = []
+        for i in range(total):
+            stamp = clock.now()
+            fields = {
+                "title": f"task {i}",
+                "description": "x" * 40,
+                "due_date": None,
+                "completed": False,
+                "created_at": "2026-01-01T00:00:00.000+00:00",
+                "deleted": False,
+            }
+            batch.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "kind": "task",
+                    "record_id": str(uuid.uuid4()),
+                    "fields": fields,
+                    "stamps": dict.fromkeys(fields, stamp),
+                }
+            )
+            if len(batch) == 5000 or i == total - 1:
+                r = http.post(
+                    "/api/sync/push",
+                    json={"node": node, "changes": batch},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                r.raise_for_status()
+                batch = []
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def bench_big(server_url: str, work: Path, total: int) -> None:
+    push_synthetic(server_url, "big", total)
+    data_dir = work / "big-device"
+    env = {**os.environ, "FERRY_USE_KEYRING": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "desktop", "--headless", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (data_dir / "runtime.json").exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("device process did not start")
+            time.sleep(0.02)
+        info = json.loads((data_dir / "runtime.json").read_text())
+        wait_healthy(info["url"], proc)
+        before = proc_memory(proc.pid)["VmRSS"]
+        with httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['token']}"}, timeout=60) as c:
+            started = time.perf_counter()
+            connect(c, server_url, "big", register=False)
+            max_progress = 0
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                status = c.get("/api/sync/status").json()
+                if status.get("progress"):
+                    max_progress = max(max_progress, status["progress"]["done"])
+                if status["state"] == "idle" and status["last_synced_at"]:
+                    break
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+            count = int(c.get("/api/tasks", params={"limit": 1}).headers["x-total-count"])
+        mem = proc_memory(proc.pid)
+        emit(
+            "pull_100k",
+            records=count,
+            seconds=round(elapsed, 3),
+            rss_before_mb=round(before / 2**20, 1),
+            peak_mb=round(mem["VmHWM"] / 2**20, 1),
+            growth_mb=round((mem["VmHWM"] - before) / 2**20, 1),
+            progress_seen=max_progress,
+            note="includes sign-in (one Argon2 verification on the server)",
+        )
+        if count != total:
+            raise RuntimeError(f"pulled {count} of {total}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+async def edit_to_visible(a, b, edits: int) -> list[float]:  # type: ignore[no-untyped-def]
+    from websockets.asyncio.client import connect as ws_connect
+
+    latencies = []
+    async with httpx.AsyncClient(base_url=a.url, headers={"Authorization": f"Bearer {a.token}"}) as ca:
+        task = (await ca.post("/api/tasks", json={"title": "latency probe"})).json()
+        await asyncio.sleep(1.0)
+        ws_url = b.url.replace("http://", "ws://") + "/ws"
+        async with ws_connect(ws_url, additional_headers={"Authorization": f"Bearer {b.token}"}) as ws:
+            for i in range(edits):
+                title = f"probe {i} {uuid.uuid4().hex[:6]}"
+                started = time.perf_counter()
+                await ca.patch(f"/api/tasks/{task['id']}", json={"title": title})
+                async with asyncio.timeout(10):
+                    while True:
+                        event = json.loads(await ws.recv())
+                        if event["type"] == "task.updated" and event["data"].get("title") == title:
+                            break
+                latencies.append(time.perf_counter() - started)
+                await asyncio.sleep(0.35)  # let the debounce window pass, as a person typing would
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--big", type=int, default=100_000, help="0 to skip the large pull")
+    parser.add_argument("--edits", type=int, default=50)
+    args = parser.parse_args()
+    import sqlite3
+
+    emit(
+        "machine",
+        cpus=os.cpu_count(),
+        python=platform.python_version(),
+        sqlite=sqlite3.sqlite_version,
+        server="python -m server (1 worker, SQLite) in a subprocess; devices in this process",
+        note="load generator, devices and server share the same 2 cores",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with ferry_server_process(work / "server") as server:
+            with (
+                serve(local_settings(work / "a", use_keyring=False)) as a,
+                serve(local_settings(work / "b", use_keyring=False)) as b,
+            ):
+                ca, cb = a.client(), b.client()
+                ids = seed_local(a, args.small)  # before signing in: adopted at first sign-in
+                connect(ca, server.url, "alice", register=True)
+                wait_settled(a)
+                emit(
+                    "push_10k",
+                    records=args.small,
+                    **first_round(a, "pushed", args.small),
+                    note="the round that pushed them: push, pull (own changes excluded), digest check",
+                )
+                connect(cb, server.url, "alice", register=False)
+                wait_settled(b)
+                count = int(cb.get("/api/tasks", params={"limit": 1}).headers["x-total-count"])
+                emit(
+                    "pull_10k",
+                    records=count,
+                    **first_round(b, "pulled", args.small),
+                    note="the first round of a freshly signed-in device: pull, digest check",
+                )
+                noops = [timed_round(a) for _ in range(30)]
+                emit(
+                    "noop",
+                    ms_p50=round(statistics.median(noops) * 1000, 2),
+                    ms_max=round(max(noops) * 1000, 2),
+                    rounds=len(noops),
+                )
+                state = a.app.state.ferry
+                hook, state.records.on_local_change = state.records.on_local_change, None
+                for i, rid in enumerate(ids[:100]):
+                    state.records.update(TASKS, state.local_owner, rid, {"completed": True, "title": f"edited {i}"})
+                state.records.on_local_change = hook
+                emit("edits_100", edits=100, ms=round(timed_round(a) * 1000, 1))
+                wait_settled(b)
+                latencies = asyncio.run(edit_to_visible(a, b, args.edits))
+                emit(
+                    "edit_to_visible",
+                    edits=len(latencies),
+                    ms_p50=round(statistics.median(latencies) * 1000, 1),
+                    ms_p99=round(pct(latencies, 0.99) * 1000, 1),
+                )
+                ca.close()
+                cb.close()
+            if args.big:
+                bench_big(server.url, work, args.big)
+
+
+if __name__ == "__main__":
+    main()
