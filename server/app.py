@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.ferry = state
+    if settings.mode == "server":
+        _document_push_body(app)
     errors.install(app)
 
     app.include_router(health.router)
@@ -84,6 +86,25 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         path_limits={"/api/sync/push": settings.max_push_bytes},
     )
     return app
+
+
+def _document_push_body(app: FastAPI) -> None:
+    """The push route reads its body itself (for speed); add its schema to the OpenAPI doc."""
+    from sync.protocol import PushRequest
+
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = original()
+            defs = PushRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs.pop("$defs", {}))
+            components["PushRequest"] = defs
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _sync_engine(state: AppState) -> SyncEngine:

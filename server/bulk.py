@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from server.models import Note, Task, ms_to_iso
@@ -41,6 +40,12 @@ def fields_of(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     return {name: ms_to_iso(row["created_ms"]) if name == "created_at" else row[name] for name in FIELDS[kind]}
 
 
+def stamps_ms(stamps: dict[str, str], default: int) -> int:
+    """When a record last changed: its newest stamp's wall time, the same on every replica
+    (`default` when it has no stamps)."""
+    return max((int(s[:15]) for s in stamps.values()), default=default)
+
+
 def new_row(kind: str, owner: str, record_id: str, now: int) -> dict[str, Any]:
     row: dict[str, Any] = {column.name: None for column in TABLES[kind].c}
     row.update(owner_id=owner, id=record_id, created_ms=now, updated_ms=now, stamps="{}", deleted=False)
@@ -59,20 +64,32 @@ def set_fields(kind: str, row: dict[str, Any], fields: dict[str, Any], stamps: d
         else:
             row[name] = value
     row["stamps"] = orjson.dumps(stamps).decode()
-    # The newest stamp's wall time is when the record last changed, on every replica alike.
-    row["updated_ms"] = max((int(s[:15]) for s in stamps.values()), default=now)
+    row["updated_ms"] = stamps_ms(stamps, now)
     row["hash_a"], row["hash_b"] = record_hash(kind, row["id"], fields_of(kind, row))
 
 
-def upsert(session: Session, kind: str, rows: list[dict[str, Any]]) -> None:
+def _columns(table: Table) -> list[str]:
+    return [column.name for column in table.c if not (column.primary_key and column.autoincrement is True)]
+
+
+def write_rows(session: Session, table: Table, rows: list[dict[str, Any]], conflict: tuple[str, ...] = ()) -> None:
+    """INSERT many rows (or upsert them on `conflict` columns) through the driver's own
+    executemany: the ORM's per-parameter processing is most of the cost of a large push."""
     if not rows:
         return
-    table = TABLES[kind]
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(table)
-    keys = [c.name for c in table.c if c.name not in ("owner_id", "id")]
-    statement = insert.on_conflict_do_update(
-        index_elements=["owner_id", "id"], set_={k: insert.excluded[k] for k in keys}
-    )
-    for i in range(0, len(rows), CHUNK):
-        session.execute(statement, rows[i : i + CHUNK])
+    columns = [c for c in _columns(table) if c in rows[0]]
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    if conflict:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}"
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+    finally:
+        cursor.close()
+
+
+def upsert(session: Session, kind: str, rows: list[dict[str, Any]]) -> None:
+    write_rows(session, TABLES[kind], rows, conflict=("owner_id", "id"))

@@ -53,6 +53,10 @@ async def _http_handler(request: Request, exc: HTTPException) -> JSONResponse:
         msg = "could not parse the body"
         if exc.detail != BODY_PARSE_ERROR:
             msg = f"{msg}: {exc.detail}"
+        elif isinstance(exc.__cause__, RecursionError):
+            msg = f"{msg}: nested too deeply"
+        elif isinstance(exc.__cause__, UnicodeDecodeError):
+            msg = f"{msg}: not valid UTF-8"
         item = {"field": "body", "loc": ["body"], "msg": msg, "type": "body_invalid"}
         return JSONResponse({"detail": [item], "message": f"body: {msg}"}, status_code=422)
     headers = dict(exc.headers) if exc.headers else None

@@ -307,6 +307,7 @@ Password = Annotated[str, PField(min_length=8, max_length=1024), AfterValidator(
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(_clean_text),  # the pattern lets NUL through, which PostgreSQL refuses (a 500)
 ]
 
 

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import Select, func, or_, select, text
 from sqlmodel import Session
 
+from server.bulk import stamps_ms
 from server.db import Database
 from server.events import EventHub
 from server.models import Change, Note, Task, ms_to_iso
@@ -145,15 +146,17 @@ class Records:
 
     def create(self, spec: KindSpec, owner: str, values: dict[str, Any], record_id: str | None) -> Row | None:
         """Insert a record; None if the id is taken (live or tombstoned)."""
-        ms = now_ms()
         record_id = record_id or new_id()
         wire = {name: _wire_value(v) for name, v in values.items()}
-        wire["created_at"] = ms_to_iso(ms)
-        wire["deleted"] = False
         with self.db.write() as session:
             if session.get(spec.model, (owner, record_id)) is not None:
                 return None
             stamp = self.clock.now()
+            # Creation and update times come from the stamp, as on every replica that merges
+            # this change (`bulk.set_fields`), so all replicas show the same times.
+            ms = stamps_ms({"": stamp}, now_ms())
+            wire["created_at"] = ms_to_iso(ms)
+            wire["deleted"] = False
             stamps = {name: stamp for name in wire}
             row = spec.model(
                 owner_id=owner,
@@ -214,7 +217,9 @@ class Records:
         for name, value in merged.taken.items():
             setattr(row, name, value)
         row.stamps = orjson.dumps(merged.stamps).decode()
-        row.updated_ms = ms
+        # Derived from the stamps, as replicas that pull this change derive it, so every
+        # replica shows the same `updated_at` (the wall clock here may differ from the stamp).
+        row.updated_ms = stamps_ms(merged.stamps, ms)
         rehash(row, spec.kind)
         session.add(row)
         self._log_change(session, spec, row.owner_id, row.id, merged.taken, incoming_stamps, ms, base)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from server import bulk
 from server.db import Database
@@ -55,17 +55,21 @@ class SyncServer:
         batch = _Batch(owner, now_ms())
         with self.db.write() as session:
             last = next_user_seq(session, owner, 0)  # takes the user's lock (see module doc)
-            known = self._known_ids(session, owner, [str(c.id) for c in changes])
+            known = self._known_ids(session, owner, [c.id for c in changes])
             fresh: list[ChangeIn] = []
             for change in changes:
-                cid = str(change.id)
+                cid = change.id
                 if cid not in known:
                     known.add(cid)
                     fresh.append(change)
             for kind in ("task", "note"):
-                ids = [str(c.record_id) for c in changes if c.kind == kind]
+                ids = [c.record_id for c in changes if c.kind == kind]
                 for rid, row in bulk.load(session, kind, owner, ids).items():
                     batch.rows[(kind, rid)] = row
+            if fresh:
+                # Moving the clock past the newest stamp once makes every stamp the server
+                # gives out in this batch later than all of them.
+                self.clock.observe(max(max(c.stamps.values()) for c in fresh))
             for change in fresh:
                 self._apply(session, batch, node, change)
             if batch.log:
@@ -75,8 +79,7 @@ class SyncServer:
                     entry["user_seq"] = first + offset
                 for kind in ("task", "note"):
                     bulk.upsert(session, kind, [batch.rows[key] for key in batch.dirty if key[0] == kind])
-                for i in range(0, len(batch.log), bulk.CHUNK):
-                    session.execute(insert(CHANGES), batch.log[i : i + bulk.CHUNK])
+                bulk.write_rows(session, CHANGES, batch.log)
         if batch.log:
             self.hub.publish(owner, "sync.changes", {"last_seq": last})
         return PushResponse(
@@ -97,7 +100,7 @@ class SyncServer:
         for change in changes:
             for name in TEXT_FIELDS[change.kind]:
                 if name in change.fields:
-                    last[(change.kind, str(change.record_id), name)] = (str(change.id), change.stamps[name])
+                    last[(change.kind, change.record_id, name)] = (change.id, change.stamps[name])
         out = []
         for (kind, rid, name), (change_id, stamp) in last.items():
             row = batch.rows.get((kind, rid))
@@ -122,9 +125,7 @@ class SyncServer:
         return known
 
     def _apply(self, session: Any, batch: _Batch, node: str, change: ChangeIn) -> None:
-        kind, rid = change.kind, str(change.record_id)
-        for stamp in change.stamps.values():
-            self.clock.observe(stamp)
+        kind, rid = change.kind, change.record_id
         row = batch.rows.get((kind, rid))
         if row is None:
             row = batch.rows[(kind, rid)] = bulk.new_row(kind, batch.owner, rid, batch.now)
@@ -149,7 +150,7 @@ class SyncServer:
         )
         bulk.set_fields(kind, row, merged.fields, merged.stamps, batch.now)
         batch.dirty.add((kind, rid))
-        self._log(batch, str(change.id), kind, rid, node, change.fields, change.stamps, change.base)
+        self._log(batch, change.id, kind, rid, node, change.fields, change.stamps, change.base)
         if merged.restamped:
             stamps = {name: merged.stamps[name] for name in merged.restamped}
             self._log(batch, new_id(), kind, rid, self.clock.node, merged.restamped, stamps, None)

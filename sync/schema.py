@@ -19,9 +19,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 #: Fields whose concurrent edits are merged three-way rather than last-writer-wins.
-TEXT_FIELDS: dict[str, tuple[str, ...]] = {
-    "task": ("title", "description"),
-    "note": ("title", "body"),
+TEXT_FIELDS: dict[str, frozenset[str]] = {
+    "task": frozenset({"title", "description"}),
+    "note": frozenset({"title", "body"}),
 }
 
 #: Values a freshly created record has for fields a change did not mention.

@@ -324,13 +324,17 @@ class World:
                 (d.name, d.username, d.status()["state"], d.pending(), d.cursor(), after[d.username or ""])
                 for d in devices
             ]
-            quiet = all(state == "idle" and pending == 0 and cursor == last for _, _, state, pending, cursor, last in report)
+            quiet = all(
+                state == "idle" and pending == 0 and cursor == last for _, _, state, pending, cursor, last in report
+            )
             if quiet and after == before:
                 return round_no
             before = after
             if time.monotonic() > deadline:
                 break
-        raise AssertionError(f"no quiescence after {max_rounds} rounds: (device, user, state, pending, cursor, last)={report}")
+        raise AssertionError(
+            f"no quiescence after {max_rounds} rounds: (device, user, state, pending, cursor, last)={report}"
+        )
 
     def assert_converged(self, username: str, devices: list[Device] | None = None, resyncs_ok: bool = False) -> None:
         """Every device signed in as `username` and the server hold the same data.
@@ -350,7 +354,9 @@ class World:
         for device in devices:
             view = device.snapshot()
             for kind in KINDS:
-                assert view[kind] == server_view[kind], _diff(f"{device.name} vs server: {kind}s", view[kind], server_view[kind])
+                assert view[kind] == server_view[kind], _diff(
+                    f"{device.name} vs server: {kind}s", view[kind], server_view[kind]
+                )
             rows = device.records()
             assert rows == server_rows, _diff(f"{device.name} vs server: stored records", rows, server_rows)
             assert digest_of(rows) == digest_of(server_rows)
@@ -374,7 +380,9 @@ def _diff(title: str, ours: Any, theirs: Any) -> str:
         elif key not in a:
             lines.append(f"  only right: {key}: {b[key]}")
         elif a[key] != b[key]:
-            changed = {k: (a[key].get(k), b[key].get(k)) for k in set(a[key]) | set(b[key]) if a[key].get(k) != b[key].get(k)}
+            changed = {
+                k: (a[key].get(k), b[key].get(k)) for k in set(a[key]) | set(b[key]) if a[key].get(k) != b[key].get(k)
+            }
             lines.append(f"  differs:    {key}: {changed}")
         if len(lines) > 20:
             lines.append("  ...")

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import stat
 import statistics
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
+import psycopg
 import pytest
 
 from server.settings import Settings
@@ -114,6 +117,52 @@ def test_register_is_case_insensitively_unique_and_validates(server_app: Running
         # None of the refused attempts created an account.
         for name in ("bob", "carol", "dave"):
             assert login(client, name).status_code == 401
+
+
+def _wait_for_blocked_writer(admin: psycopg.Connection, timeout: float = 10) -> None:
+    """Until some PostgreSQL session waits on a lock (the server's INSERT behind ours)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if admin.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:  # type: ignore[index]
+            return
+        time.sleep(0.02)
+    raise TimeoutError("the server's registration never reached the database")
+
+
+def test_concurrent_duplicate_registration_is_409_not_500(server_app: Running) -> None:
+    """Another worker registers the same name between this request's check and its insert.
+
+    The competing registration is a transaction opened directly on the database: it inserts
+    "zed" and commits only once the server's own insert is waiting behind it.
+    """
+    settings = server_app.settings
+    row = (str(uuid.uuid4()), "zed", None, "not-a-real-hash", int(time.time() * 1000))
+    insert = "INSERT INTO users (id, username, email, password_hash, created_ms) VALUES ({})"
+    with server_app.client() as client, ThreadPoolExecutor(1) as pool:
+        if settings.database_url:  # PostgreSQL
+            dsn = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+            with psycopg.connect(dsn) as rival, psycopg.connect(dsn, autocommit=True) as admin:
+                rival.execute(insert.format(", ".join(["%s"] * 5)), row)
+                pending = pool.submit(register, client, "ZED")
+                _wait_for_blocked_writer(admin)
+                rival.commit()
+                response = pending.result(timeout=30)
+        else:  # SQLite: the rival holds the write lock; the server queues on it
+            db_file = settings.resolved_database_url().removeprefix("sqlite:///")
+            rival = sqlite3.connect(db_file, isolation_level=None, timeout=10)
+            try:
+                rival.execute("BEGIN IMMEDIATE")
+                rival.execute(insert.format(", ".join(["?"] * 5)), row)
+                pending = pool.submit(register, client, "ZED")
+                time.sleep(0.5)
+                rival.execute("COMMIT")
+            finally:
+                rival.close()
+            response = pending.result(timeout=30)
+        assert response.status_code == 409, response.text
+        assert "taken" in response.json()["detail"]
+        # The server is fine afterwards.
+        assert register(client, "zed-2").status_code == 201
 
 
 def test_token_me_and_bad_credentials(server_app: Running) -> None:

@@ -6,11 +6,13 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from server.deps import StateDep, UserDep
-from server.models import RefreshRequest, RefreshToken, TokenPair, User, UserRead, UserRegister
+from server.models import RefreshRequest, RefreshToken, TokenPair, User, UserRead, UserRegister, _clean_text
 from server.records import now_ms
 from server.routes.responses import AUTH, CONFLICT, INPUT
 from server.security import TokenError
@@ -49,18 +51,25 @@ def _issue_pair(state: AppState, user_id: str, family: str) -> dict[str, Any]:
 def register(state: StateDep, body: UserRegister) -> dict[str, Any]:
     username = body.username.lower()
     password_hash = state.passwords.hash(body.password)
-    with state.db.write() as session:
-        taken = session.execute(select(User.id).where(User.username == username)).first()
-        if taken is not None:
-            raise HTTPException(status.HTTP_409_CONFLICT, "that username is taken")
-        user = User(
-            id=str(uuid.uuid4()),
-            username=username,
-            email=body.email,
-            password_hash=password_hash,
-            created_ms=now_ms(),
-        )
-        session.add(user)
+    taken_error = HTTPException(status.HTTP_409_CONFLICT, "that username is taken")
+    try:
+        with state.db.write() as session:
+            taken = session.execute(select(User.id).where(User.username == username)).first()
+            if taken is not None:
+                raise taken_error
+            user = User(
+                id=str(uuid.uuid4()),
+                username=username,
+                email=body.email,
+                password_hash=password_hash,
+                created_ms=now_ms(),
+            )
+            session.add(user)
+    except IntegrityError:
+        # On PostgreSQL a concurrent registration of the same name (another request or
+        # worker) can commit between the check above and this insert; the unique index
+        # then refuses the insert, which is the same "taken" answer, not a 500.
+        raise taken_error from None
     return _user_read(user)
 
 
@@ -70,7 +79,12 @@ def _client_address(request: Request) -> str:
 
 @router.post("/api/auth/token", response_model=TokenPair, responses={**AUTH, **INPUT, **TOO_MANY})
 def token(state: StateDep, request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:
-    username = form.username.strip().lower()
+    try:
+        # The form is not a model we validate, and a NUL in the username would reach the
+        # database (sign-in lookup, failure log), which PostgreSQL refuses with a 500.
+        username = _clean_text(form.username).strip().lower()
+    except ValueError as exc:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "username"), "msg": str(exc)}]) from None
     limiter = request.app.state.login_limiter
     key = f"{username[:200]}|{_client_address(request)}"
     wait = limiter.retry_after(key)
