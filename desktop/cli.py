@@ -82,12 +82,15 @@ def run(args: argparse.Namespace, data_dir: Path, log_file: Path) -> int:
     from desktop.local_server import LocalServer, bind_loopback
     from desktop.shell import add_app_routes
     from server.app import create_app
+    from server.routes.local_settings import remember_server_url
     from server.settings import Settings
 
     started = time.perf_counter()
     token = secrets.token_urlsafe(32)
     settings = Settings(mode="local", data_dir=data_dir, local_token=token)
     app = create_app(settings)
+    if args.server:
+        remember_server_url(app.state.ferry, args.server)
     show_window = threading.Event()
     add_app_routes(app, show_window)
     server = LocalServer(app, bind_loopback(args.port))

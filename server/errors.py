@@ -27,9 +27,15 @@ def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         loc = list(err.get("loc", ()))
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         ctx = err.get("ctx") or {}
-        if err.get("type") == "json_invalid" and "error" in ctx:
-            msg = f"{msg}: {ctx['error']}"
-        out.append({"field": _field_name(loc), "loc": loc, "msg": msg, "type": str(err.get("type"))})
+        field = _field_name(loc)
+        if err.get("type") == "json_invalid":
+            # FastAPI's loc here is ("body", <character position>): the position is no field.
+            field = "body"
+            if "error" in ctx:
+                msg = f"{msg}: {ctx['error']}"
+            if len(loc) > 1 and isinstance(loc[1], int):
+                msg = f"{msg} (at character {loc[1]})"
+        out.append({"field": field, "loc": loc, "msg": msg, "type": str(err.get("type"))})
     return out
 
 

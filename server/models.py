@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     PlainSerializer,
     StrictBool,
+    StrictInt,
     StringConstraints,
     ValidationInfo,
     WithJsonSchema,
@@ -347,7 +348,8 @@ class Health(BaseModel):
 
 class LocalSettings(_Input):
     server_url: Annotated[str, PField(max_length=2048), AfterValidator(_clean_text)] | None = None
-    sync_interval_seconds: Annotated[int, PField(ge=5, le=86_400)] = 30
+    # Strict, like the records' booleans: the JSON string "30" is a wrong type, not a number.
+    sync_interval_seconds: Annotated[StrictInt, PField(ge=5, le=86_400)] = 30
     theme: Annotated[str, PField(pattern=r"^(system|light|dark)$")] = "system"
 
 

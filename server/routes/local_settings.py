@@ -37,3 +37,10 @@ def put_settings(state: StateDep, body: LocalSettings) -> Any:
         state.sync_engine.set_interval(body.sync_interval_seconds)
     state.hub.publish("", "settings.updated", body.model_dump())
     return body
+
+
+def remember_server_url(state: AppState, url: str) -> None:
+    """`ferry --server URL`: the server the connect form offers (the person still signs in)."""
+    current = read_settings(state)
+    with state.db.write() as session:
+        session.merge(Meta(key=SETTINGS_KEY, value=current.model_copy(update={"server_url": url}).model_dump_json()))
