@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from server.bulk import stamps_ms
@@ -148,6 +149,17 @@ class Records:
         """Insert a record; None if the id is taken (live or tombstoned)."""
         record_id = record_id or new_id()
         wire = {name: _wire_value(v) for name, v in values.items()}
+        try:
+            row = self._insert(spec, owner, record_id, wire)
+        except IntegrityError:
+            # The same id created concurrently (a client retrying, say): PostgreSQL refuses
+            # the second insert at commit; it is the same "already exists" as the check below.
+            return None
+        if row is not None:
+            self._after_write(owner, f"{spec.kind}.created", _event_data(row))
+        return row
+
+    def _insert(self, spec: KindSpec, owner: str, record_id: str, wire: dict[str, Any]) -> Row | None:
         with self.db.write() as session:
             if session.get(spec.model, (owner, record_id)) is not None:
                 return None
@@ -169,7 +181,6 @@ class Records:
             rehash(row, spec.kind)
             session.add(row)
             self._log_change(session, spec, owner, record_id, wire, stamps, ms)
-        self._after_write(owner, f"{spec.kind}.created", _event_data(row))
         return row
 
     def update(self, spec: KindSpec, owner: str, record_id: str, values: dict[str, Any]) -> Row | None:

@@ -34,8 +34,13 @@ async def events(ws: WebSocket) -> None:
         except HTTPException:
             await ws.close(code=1008)
             return
-    await ws.accept()
+    # Listen before accepting, so no event published during the handshake is missed.
     queue = state.hub.subscribe(channel)
+    try:
+        await ws.accept()
+    except Exception:
+        state.hub.unsubscribe(channel, queue)
+        raise
 
     async def drain_incoming() -> None:
         # Clients do not send anything meaningful; reading notices when they go away.
