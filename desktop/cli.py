@@ -1,6 +1,6 @@
 """`ferry`: the desktop app. Starts the local API, then the window (or, headless, waits).
 
-    ferry [--data-dir DIR] [--headless] [--port N] [--server URL]
+ferry [--data-dir DIR] [--headless] [--port N] [--server URL]
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import httpx
 
 from desktop import instance, paths
 
+LAUNCHED = time.time()  # for the log's time-to-interactive
 log = logging.getLogger("ferry.desktop")
 NO_DISPLAY = "ferry: no display found; run `ferry --headless` to serve the local API without a window"
 
@@ -51,10 +51,10 @@ def hand_over(data_dir: Path, headless: bool) -> int:
     if headless:
         print(info["url"])
         return 0
+    import httpx
+
     try:
-        httpx.post(
-            f"{info['url']}/api/app/show", headers={"Authorization": f"Bearer {info['token']}"}, timeout=2
-        )
+        httpx.post(f"{info['url']}/api/app/show", headers={"Authorization": f"Bearer {info['token']}"}, timeout=2)
     except httpx.HTTPError:
         log.warning("could not reach the running window at %s", info["url"])
     return 0
@@ -77,41 +77,109 @@ def main(argv: list[str] | None = None) -> int:
         lock.release()
 
 
+class LocalApi:
+    """The local API (and the sync engine in its lifespan): its socket is bound at once, the app
+    is imported and started in any thread, and it is stopped once."""
+
+    def __init__(self, args: argparse.Namespace, data_dir: Path, log_file: Path) -> None:
+        from desktop.local_server import bind_loopback
+
+        self.args = args
+        self.data_dir = data_dir
+        self.log_file = log_file
+        self.token = secrets.token_urlsafe(32)
+        self.sock = bind_loopback(args.port)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = None
+
+    def start(self, on_show: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> str:
+        """Start the local API; returns its URL once it answers. `on_show` and `on_ready` are
+        called when a second launch asks for the window, and when the page is on screen."""
+        started = time.perf_counter()
+        # Imported here so that `ferry --help` and a second launch stay fast.
+        from desktop.local_server import LocalServer
+        from desktop.shell import add_app_routes, nothing
+        from server.app import create_app
+        from server.routes.local_settings import remember_server_url
+        from server.settings import Settings
+
+        settings = Settings(mode="local", data_dir=self.data_dir, local_token=self.token)
+        app = create_app(settings)
+        if self.args.server:
+            remember_server_url(app.state.ferry, self.args.server)
+        add_app_routes(app, on_show=on_show or nothing, on_ready=on_ready or nothing)
+        server = LocalServer(app, self.sock)
+        self.server = server
+        server.start()
+        instance.write_runtime(self.data_dir, {"url": self.url, "token": self.token, "pid": os.getpid()})
+        log.info(
+            "data in %s, log in %s, local API at %s (ready in %.0f ms)",
+            self.data_dir,
+            self.log_file,
+            self.url,
+            (time.perf_counter() - started) * 1000,
+        )
+        return self.url
+
+    def stop(self) -> None:
+        """Stops the scheduler, tries one last bounded sync, stops uvicorn (the app's lifespan)."""
+        if self.server is not None:
+            started = time.perf_counter()
+            self.server.stop()
+            log.info("local API stopped in %.0f ms", (time.perf_counter() - started) * 1000)
+        self.sock.close()
+
+
 def run(args: argparse.Namespace, data_dir: Path, log_file: Path) -> int:
-    # Imported here so that `ferry --help` and a second launch stay fast.
-    from desktop.local_server import LocalServer, bind_loopback
-    from desktop.shell import add_app_routes
-    from server.app import create_app
-    from server.routes.local_settings import remember_server_url
-    from server.settings import Settings
-
-    started = time.perf_counter()
-    token = secrets.token_urlsafe(32)
-    settings = Settings(mode="local", data_dir=data_dir, local_token=token)
-    app = create_app(settings)
-    if args.server:
-        remember_server_url(app.state.ferry, args.server)
-    show_window = threading.Event()
-    add_app_routes(app, show_window)
-    server = LocalServer(app, bind_loopback(args.port))
-    server.start()
-    instance.write_runtime(data_dir, {"url": server.url, "token": token, "pid": os.getpid()})
-    log.info("data in %s, log in %s, local API at %s (ready in %.0f ms)",
-             data_dir, log_file, server.url, (time.perf_counter() - started) * 1000)
-
-    stop = threading.Event()
     try:
-        if args.headless:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
-            print(server.url, flush=True)
-            while not stop.wait(3600):
-                pass
-        else:
-            from desktop.window import run_window
+        api = LocalApi(args, data_dir, log_file)
+    except OSError as exc:
+        print(f"ferry: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return run_headless(api) if args.headless else run_with_window(api)
 
-            run_window(server.url, token, show_window, stop)
+
+def run_headless(api: LocalApi) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        print(api.start(), flush=True)
+        while not stop.wait(3600):
+            pass
     finally:
-        server.stop()
+        api.stop()
         log.info("stopped")
+    return 0
+
+
+def run_with_window(api: LocalApi) -> int:
+    """Qt starts on the main thread while the local API starts in a thread: neither waits."""
+    from desktop.window import Window
+
+    # The page starts loading at once; its first request waits in the socket's queue until the
+    # API answers. `/?token=` is answered with the session cookie and a redirect to `/`.
+    window = Window(f"{api.url}/?token={api.token}", LAUNCHED)
+    failure: list[BaseException] = []
+
+    def start_api() -> None:
+        try:
+            api.start(window.bring_forward, window.ready)
+        except BaseException as exc:
+            log.exception("the local API did not start")
+            failure.append(exc)
+            window.close()
+
+    starter = threading.Thread(target=start_api, name="ferry-start", daemon=True)
+    starter.start()
+    try:
+        window.run()
+    finally:
+        closed = time.perf_counter()
+        starter.join(30)
+        api.stop()
+        log.info("stopped %.0f ms after the window closed", (time.perf_counter() - closed) * 1000)
+    if failure:
+        print(f"ferry: could not start: {failure[0]} (see {api.log_file})", file=sys.stderr)
+        return 1
     return 0

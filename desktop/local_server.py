@@ -3,6 +3,9 @@
 Binding `127.0.0.1:0` ourselves gives the port at once with no scan and no race. The socket
 is made with `IPPROTO_TCP` explicitly: asyncio only sets TCP_NODELAY on sockets whose
 protocol is TCP, and without it every response waited ~40 ms for a delayed ACK.
+
+The desktop binds (and listens) first thing, so the window can start loading the page while
+the app is still being imported: the kernel queues the connection until uvicorn accepts it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
-import uvicorn
-from fastapi import FastAPI
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def bind_loopback(port: int = 0) -> socket.socket:
@@ -26,6 +30,8 @@ def bind_loopback(port: int = 0) -> socket.socket:
 
 class LocalServer:
     def __init__(self, app: FastAPI, sock: socket.socket) -> None:
+        import uvicorn
+
         self.sock = sock
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -1,31 +1,152 @@
-"""The pywebview window on the main thread (Qt WebEngine from pip, or the platform's webview)."""
+"""The pywebview window on the main thread (Qt WebEngine from pip, GTK when the system has it,
+the platform's own webview on Windows and macOS).
+
+The window opens at once on a splash page while the local API starts in another thread; it
+then navigates to `/?token=...`, which the local API answers with a session cookie and a
+redirect to `/`, so the token stays out of the address the page keeps (pywebview's profile is
+private: nothing of it is written to disk). The page reports when its task list is on screen
+(`ui/ready.js` → `POST /api/app/ready`), and `Window.ready()` logs the time to interactive.
+
+Closing the window, SIGTERM and SIGINT all end `Window.run()`; the caller then stops the local
+API. Signals reach Python only when the interpreter runs, which inside Qt's event loop can be
+half a second late, so a wake-up socket (`signal.set_wakeup_fd`) lets a thread react at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import logging
+import os
 import signal
+import socket
+import sys
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("ferry.window")
+
+ICON = Path(__file__).resolve().parent / "assets" / "ferry.png"
+TITLE = "Ferry"
+# Shown for the fraction of a second before the local API answers; no script, no network.
+SPLASH = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="color-scheme" content="light dark"><title>Ferry</title>
+<style>html,body{height:100%;margin:0}body{display:grid;place-items:center;font:600 1.1rem system-ui,sans-serif;
+color:#8888}</style></head><body>Ferry</body></html>"""
 
 
-def run_window(url: str, token: str, show_window: threading.Event, stop: threading.Event) -> None:
-    import webview
+def choose_gui() -> str | None:
+    """Qt unless the system provides GTK's Python bindings (pywebview would try GTK first and
+    log a traceback when it is missing); `PYWEBVIEW_GUI` overrides both."""
+    if os.environ.get("PYWEBVIEW_GUI") or not sys.platform.startswith("linux"):
+        return None
+    return None if importlib.util.find_spec("gi") is not None else "qt"
 
-    # The token travels once, in a URL the local API answers with a cookie and a redirect to
-    # "/", so it stays out of the history and of the address the page keeps.
-    window = webview.create_window("Ferry", f"{url}/?token={token}", width=1100, height=760, min_size=(480, 360))
 
-    def watch() -> None:
-        while not stop.is_set():
-            if show_window.wait(0.25):
-                show_window.clear()
-                window.restore()
-                window.show()
-        window.destroy()
+def prepare_qt_environment() -> None:
+    """Chromium refuses to start as root with its sandbox on (containers, CI)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+        if "--no-sandbox" not in flags.split():
+            os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = f"{flags} --no-sandbox".strip()
+            log.warning("running as root: the web view's sandbox is off")
 
-    def on_signal(*_: object) -> None:
-        stop.set()
 
+class Window:
+    """The app window. `open_url()` and `close()` may be called from any thread."""
+
+    def __init__(self, url: str, launched: float) -> None:
+        self.url = url
+        self.launched = launched  # time.time() when the process started
+        self.stop = threading.Event()
+        self._wake = threading.Event()
+        self._window = None
+        self._ready_logged = False
+        self._raise = False
+
+    # -- called from other threads -------------------------------------------------------------
+
+    def close(self) -> None:
+        self.stop.set()
+        self._wake.set()
+
+    def bring_forward(self) -> None:
+        self._raise = True
+        self._wake.set()
+
+    def ready(self) -> None:
+        """The page's first task list is on screen."""
+        if self._ready_logged:
+            return
+        self._ready_logged = True
+        now = time.time()
+        log.info("UI ready at %.3f, %.0f ms after launch", now, (now - self.launched) * 1000)
+
+    def _since_launch(self) -> float:
+        return (time.time() - self.launched) * 1000
+
+    # -- main thread -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Show the window and run the GUI loop until the window closes or `close()` is called."""
+        gui = choose_gui()
+        if gui in (None, "qt"):
+            prepare_qt_environment()
+        import webview
+
+        window = webview.create_window(TITLE, html=SPLASH, width=1100, height=760, min_size=(480, 360))
+        self._window = window
+        window.events.closed += self.close
+        window.events.shown += lambda: log.info("window shown %.0f ms after launch", self._since_launch())
+        _wake_on_signals(self.close)
+        try:
+            webview.start(self._drive, gui=gui, private_mode=True, icon=str(ICON) if ICON.exists() else None)
+        finally:
+            self.close()
+            log.info("window closed %.0f ms after launch", self._since_launch())
+
+    def _drive(self) -> None:
+        """pywebview's worker thread: navigate once the API is up, raise on request, close on stop."""
+        window = self._window
+        assert window is not None
+        window.load_url(self.url)  # the splash stays up until the local API answers
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self.stop.is_set():
+                with contextlib.suppress(Exception):
+                    window.destroy()
+                return
+            if self._raise:
+                self._raise = False
+                with contextlib.suppress(Exception):
+                    window.restore()
+                    window.show()
+
+
+_WAKEUP: list[socket.socket] = []
+
+
+def _wake_on_signals(on_signal: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call `on_signal` from a thread at once, not at Qt's next idle tick.
+
+    The handlers stay installed until the process exits, so a signal during shutdown cannot
+    cut the shutdown short."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    reader, writer = socket.socketpair()
+    _WAKEUP.extend((reader, writer))  # kept open until the process exits
+    writer.setblocking(False)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    window.events.closed += lambda: stop.set()
-    webview.start(watch)
-    stop.set()
+        signal.signal(sig, lambda *_: on_signal())
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def listen() -> None:
+        with contextlib.suppress(OSError):
+            while data := reader.recv(16):
+                if any(b in (signal.SIGTERM, signal.SIGINT) for b in data):
+                    on_signal()
+
+    threading.Thread(target=listen, name="ferry-signals", daemon=True).start()

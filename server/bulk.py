@@ -63,6 +63,11 @@ def set_fields(kind: str, row: dict[str, Any], fields: dict[str, Any], stamps: d
             row["created_ms"] = iso_to_ms(value) if value else row["created_ms"]
         else:
             row[name] = value
+    if stamps and "created_at" not in stamps:
+        # No change has dated this record (created_at is optional on the wire). Dating it
+        # by each replica's own clock made replicas disagree for good (created_at is in the
+        # digest: endless full re-syncs); its oldest stamp is the same everywhere.
+        row["created_ms"] = min(int(s[:15]) for s in stamps.values())
     row["stamps"] = orjson.dumps(stamps).decode()
     row["updated_ms"] = stamps_ms(stamps, now)
     row["hash_a"], row["hash_b"] = record_hash(kind, row["id"], fields_of(kind, row))

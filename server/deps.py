@@ -15,7 +15,11 @@ LOCAL_OWNER = ""
 bearer = HTTPBearer(auto_error=False, description="Local mode: the per-launch token. Server mode: an access token.")
 
 
-def get_state(request: Request) -> AppState:
+# The dependencies that only read memory (or check a token's signature) are `async`: FastAPI
+# runs a plain `def` dependency in a worker thread, a thread round trip on every request.
+
+
+async def get_state(request: Request) -> AppState:
     return request.app.state.ferry
 
 
@@ -47,7 +51,7 @@ def current_user(state: StateDep, creds: Credentials) -> User:
     return user
 
 
-def current_owner(request: Request, state: StateDep, creds: Credentials) -> str:
+async def current_owner(request: Request, state: StateDep, creds: Credentials) -> str:
     """Whose records this request may see: the signed-in user, or the desktop's one person.
 
     In local mode the guard middleware has already checked the per-launch token.

@@ -2,6 +2,9 @@
 
 Access and refresh tokens carry a `typ` claim, and each decoder insists on its own type,
 so a refresh token is never accepted where an access token is expected (or the reverse).
+
+PyJWT (which loads `cryptography`) and Argon2 are imported on first use: the desktop's local
+mode never needs them, and importing them cost its start-up ~150 ms.
 """
 
 from __future__ import annotations
@@ -13,10 +16,6 @@ import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-import jwt
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
 ALGORITHM = "HS256"
 SECRET_FILE = "secret.key"
@@ -61,6 +60,8 @@ class Tokens:
         claims = {"sub": sub, "typ": typ, "iat": now, "exp": now + lifetime, "jti": jti}
         if extra:
             claims.update(extra)
+        import jwt
+
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), jti, now + lifetime)
 
     def access(self, user_id: str) -> IssuedToken:
@@ -70,6 +71,8 @@ class Tokens:
         return self._issue(user_id, "refresh", self.refresh_seconds, {"fam": family})
 
     def decode(self, token: str, typ: str) -> dict:
+        import jwt
+
         try:
             claims = jwt.decode(
                 token,
@@ -85,8 +88,12 @@ class Tokens:
 
 
 class Passwords:
-    def __init__(self) -> None:
-        self._hash = PasswordHash((Argon2Hasher(),))
+    @cached_property
+    def _hash(self):  # type: ignore[no-untyped-def]
+        from pwdlib import PasswordHash
+        from pwdlib.hashers.argon2 import Argon2Hasher
+
+        return PasswordHash((Argon2Hasher(),))
 
     @cached_property
     def _dummy(self) -> str:

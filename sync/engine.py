@@ -83,7 +83,10 @@ class _Session:
     access_expires: float = 0.0  # monotonic seconds
     ws_task: asyncio.Task[None] | None = None
     rounds: int = 0
+    diverged: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: one refresh at a time: a refresh token is good for one use (see `_access_token`)
+    refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class SyncEngine:
@@ -354,7 +357,9 @@ class SyncEngine:
         pushed = await self._push(session)
         pulled = await self._pull(session)
         session.rounds += 1
-        if pushed or pulled or session.rounds % 10 == 1:
+        # After a mismatch that a full re-sync could not mend, compare every round, so the
+        # error stays visible until the two sides really agree (rule 6).
+        if pushed or pulled or session.rounds % 10 == 1 or session.diverged:
             await self._check_digest(session)
         self.status.last_round = {
             "pushed": pushed, "pulled": pulled, "ms": round((time.perf_counter() - started) * 1000, 2)
@@ -396,7 +401,10 @@ class SyncEngine:
 
     async def _check_digest(self, session: _Session) -> None:
         if await self._digests_agree(session):
+            session.diverged = False
             return
+        if session.diverged:
+            raise _SyncFailed("this device and the server still disagree after a full re-sync")
         log.warning("digest mismatch with %s: full re-sync", session.account.server_url)
         self.status.full_resyncs += 1
         await asyncio.to_thread(self.store.reset_cursor)
@@ -408,6 +416,7 @@ class SyncEngine:
         await self._push(session)
         await self._pull(session)
         if not await self._digests_agree(session):
+            session.diverged = True
             raise _SyncFailed("this device and the server still disagree after a full re-sync")
 
     async def _digests_agree(self, session: _Session) -> bool:
@@ -415,16 +424,33 @@ class SyncEngine:
         remote = r.json()
         if remote.get("last_seq", 0) != await asyncio.to_thread(self.store.cursor):
             return True  # the server moved on meanwhile; compare next round
+        local: Digest = await asyncio.to_thread(self.store.digest)
+        # Checked after the digest, not before: a local write can land at any moment (the
+        # engine does not hold the database), and one that landed before the digest was
+        # read is still pending now. Checking first let such a write into the local digest
+        # and turned an ordinary edit into a "mismatch" and a full re-sync.
         if await asyncio.to_thread(self.store.pending_count):
             return True  # local edits in flight; compare next round
-        local: Digest = await asyncio.to_thread(self.store.digest)
         return (local.count, local.sum_a, local.sum_b) == (remote["count"], remote["sum_a"], remote["sum_b"])
 
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _access_token(self, session: _Session, force: bool = False) -> str:
-        if not force and session.access_token and time.monotonic() < session.access_expires - REFRESH_MARGIN:
+        if not force and _fresh(session):
+            assert session.access_token is not None
             return session.access_token
+        stale = session.access_token
+        async with session.refresh_lock:
+            # The WebSocket listener and a sync round both ask for a token when a session
+            # starts without one (an app restart). Refresh tokens rotate and a reused one
+            # revokes the whole sign-in, so the second caller must wait and take the token
+            # the first one got, never send the same refresh token again.
+            if session.access_token != stale and _fresh(session):
+                assert session.access_token is not None
+                return session.access_token
+            return await self._refresh(session)
+
+    async def _refresh(self, session: _Session) -> str:
         try:
             r = await session.http.post("/api/auth/refresh", json={"refresh_token": session.refresh_token})
         except httpx.TransportError as exc:
@@ -493,6 +519,10 @@ class SyncEngine:
     async def _publish(self) -> None:
         if self.on_status is not None:
             self.on_status(self.status.as_dict())
+
+
+def _fresh(session: _Session) -> bool:
+    return bool(session.access_token) and time.monotonic() < session.access_expires - REFRESH_MARGIN
 
 
 def _first_error(r: httpx.Response) -> str | None:

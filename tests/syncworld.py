@@ -4,20 +4,30 @@ Every part is real: the shared server is the server-mode app (uvicorn in a threa
 server reachable by URL, e.g. a `python -m server` subprocess), each device is the local-mode
 app (uvicorn in a thread, its own SQLite file, its own sync engine), and each device talks to
 the server through its own `tests.netproxy.Proxy`, so a test can cut one device off
-(`device.offline()`) or lose a response. Tests drive devices only through their public
-surface (the local REST API and `/api/sync/*`); they read SQLite only to check what is stored.
+(`device.offline()`) or lose a response (`device.proxy.lose_next_responses(1)`). Tests act
+through each device's public surface (the local REST API and `/api/sync/*`); the world reads
+each replica's database only to check what is stored and where sync stands.
 
     with sync_world(tmp_path, devices=3) as world:
         a, b, c = world.devices
         world.sign_in_all("alice")
+        a.offline()
         a.create("task", title="Buy milk")
+        a.online()
         world.settle()
-        world.assert_converged()
+        world.assert_converged("alice")
 
-Every wait is bounded (`wait_for`); every thread and socket is stopped on exit.
-`settle()` is the quiescence barrier: it asks every device to sync and repeats until a whole
-round changes nothing — no device has pending changes, every device's cursor is at the
-server's last sequence number for its account, and that number did not move.
+- `settle()` is the quiescence barrier: it asks every signed-in device to sync and repeats
+  until a whole round changes nothing — every device idle with nothing pending, its cursor
+  at its account's last sequence number, and that number unchanged over the round.
+- `assert_converged(user)` compares every replica of an account: what each REST API lists
+  (every field), what each database stores (tombstones and stamps included), and the
+  server's `/api/sync/digest` against a digest recomputed from each replica's records.
+- Every wait is bounded (`wait_for`); every app, proxy and client is stopped on exit.
+
+Starting a world costs about a second (one app per replica, migrations included), so a
+property-based test should build one world and reuse it across examples: `settle()` and
+`assert_converged()` hold from whatever state the previous example left.
 """
 
 from __future__ import annotations
@@ -99,15 +109,35 @@ class Account:
     access_token: str
 
 
-@dataclass
 class Device:
     """One desktop app (local mode) whose route to the shared server goes through `proxy`."""
 
-    name: str
     running: Running
-    proxy: Proxy
     http: httpx.Client
-    username: str | None = None
+
+    def __init__(self, name: str, settings: Settings, proxy: Proxy) -> None:
+        self.name = name
+        self.settings = settings
+        self.proxy = proxy
+        self.username: str | None = None
+        self._stack = ExitStack()
+        self.start()
+
+    def start(self) -> None:
+        """Start the app on this device's data directory (on a new local port)."""
+        self._stack = ExitStack()
+        self.running = self._stack.enter_context(serve(self.settings))
+        self.http = self.running.client()
+        self._stack.callback(self.http.close)
+
+    def stop(self) -> None:
+        """Stop the app cleanly (the engine makes its last bounded sync)."""
+        self._stack.close()
+
+    def restart(self) -> None:
+        """Quit and start again on the same data directory, like a person reopening the app."""
+        self.stop()
+        self.start()
 
     # -- the sync controls (`/api/sync/*`) -------------------------------------------------
 
@@ -139,9 +169,11 @@ class Device:
         assert r.status_code == 202, f"{self.name}: sync now: {r.status_code} {r.text}"
 
     def sync_once(self, timeout: float = 20.0) -> dict[str, Any]:
-        """Ask for a sync and wait until a round has completed successfully after the ask.
+        """Ask for a sync and wait until a round finishes successfully after the ask.
 
-        "Sync now" answers at once (202); the round runs in the engine. A round that ends
+        "Sync now" answers at once (202); the round runs in the engine. The round seen may
+        be one already running when asked (the engine then runs another right after it);
+        `World.settle()` repeats until nothing changes, so that is enough. A round that ends
         offline or in error is asked for again (skipping the back-off) until the timeout.
         """
         before = self.status()["last_synced_at"]
@@ -238,10 +270,8 @@ class World:
         name = name or f"dev{len(self.devices)}"
         proxy = Proxy(self.server_port)
         self.stack.callback(proxy.close)
-        running = self.stack.enter_context(serve(local_settings(self.root / name, use_keyring=False, **settings)))
-        http = running.client()
-        self.stack.callback(http.close)
-        device = Device(name, running, proxy, http)
+        device = Device(name, local_settings(self.root / name, use_keyring=False, **settings), proxy)
+        self.stack.callback(device.stop)  # before its proxy closes (the stack unwinds in reverse)
         self.devices.append(device)
         return device
 

@@ -667,12 +667,16 @@ def test_sign_up_refuses_a_6_mb_body(shared: Api) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"json": {"username": "alice", "password": "long enough pw"}}, "username"),  # JSON, not the form
-        ({"data": {"username": "alice\u0000", "password": "long enough pw"}}, "username"),
-        ({"data": {"username": "\u0000", "password": "x"}}, "username"),
-        ({"data": {"password": "long enough pw"}}, "username"),
-        ({"data": {"username": "alice"}}, "password"),
-        ({"content": b"username=alice&password=x", "headers": {"content-type": "multipart/form-data"}}, "body"),
+        pytest.param({"json": {"username": "alice", "password": "long enough pw"}}, "username", id="json not form"),
+        pytest.param({"data": {"username": "alice\u0000", "password": "long enough pw"}}, "username", id="nul"),
+        pytest.param({"data": {"username": "\u0000", "password": "x"}}, "username", id="only nul"),
+        pytest.param({"data": {"password": "long enough pw"}}, "username", id="no username"),
+        pytest.param({"data": {"username": "alice"}}, "password", id="no password"),
+        pytest.param(
+            {"content": b"username=alice&password=x", "headers": {"content-type": "multipart/form-data"}},
+            "body",
+            id="multipart without boundary",
+        ),
     ],
 )
 def test_sign_in_refuses_malformed_forms(shared: Api, kwargs: dict[str, Any], field: str) -> None:

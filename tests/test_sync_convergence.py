@@ -68,6 +68,7 @@ def test_offline_edits_on_every_device_converge(
         for device in world.devices:
             device.offline()
         created: dict[str, list[tuple[str, str]]] = {}
+        deleted: list[tuple[str, str]] = [("task", shared_tasks[2]["id"])]
         for i, device in enumerate(world.devices):
             rng = random.Random(1000 + i)
             mine: list[tuple[str, str]] = []
@@ -83,6 +84,7 @@ def test_offline_edits_on_every_device_converge(
             device.patch("task", mine[0][1], title=f"{device.name} offline task 0, renamed", due_date="2031-05-05")
             device.delete("note", mine[-1][1])
             created[device.name] = mine[:-1]
+            deleted.append(mine[-1])
             # Shared records: different fields and lines per device, plus the same scalar field.
             device.patch("task", shared_tasks[0]["id"], completed=(i % 2 == 0), due_date=f"2032-0{i + 1}-01")
             device.patch(
@@ -123,8 +125,8 @@ def test_offline_edits_on_every_device_converge(
         for device in world.devices:
             for kind, rid in created[device.name]:
                 assert (kind, rid) in server_ids, (device.name, kind, rid)
+        assert not server_ids & set(deleted)
         view = world.devices[-1].snapshot()
-        assert shared_tasks[2]["id"] not in {t["id"] for t in view["task"]}
         # Disjoint line edits of one note all merged into it; no copy was needed.
         merged = next(n for n in view["note"] if n["id"] == shared_notes[0]["id"])
         for i, device in enumerate(world.devices):

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from server.bulk import new_row, set_fields
 from server.errors import validation_errors
 from sync.hlc import MAX_COUNTER, HybridClock, Stamp, is_stamp, new_node_id
 from sync.merge import merge_fields, merge_on_server
@@ -536,3 +537,27 @@ def test_random_batches_of_valid_changes_validate() -> None:
             _change(kind, fields={name: f"v{i}"}, stamps={name: stamp(i)}, base={name: stamp(max(i - 1, 0))})
         )
     assert len(PushRequest.model_validate({"node": NODE_B, "changes": changes}).changes) == 200
+
+
+# -- server.bulk.set_fields: what a merged change leaves in a row ---------------------------
+
+
+def test_a_merged_row_is_the_same_on_every_replica_whatever_its_clock() -> None:
+    """Replicas apply the same change at different times: what they store — creation and
+    update times and the digest share included — must not depend on when (rule 6)."""
+    record_id = str(uuid.uuid4())
+    stamps = {"title": stamp(1_700_000_000_123), "body": stamp(1_700_000_000_456, 2, NODE_B)}
+    fields = {"title": "undated", "body": "a change that does not say when the record was made"}
+    rows = []
+    for now in (1_800_000_000_000, 1_900_000_000_000):  # two replicas, two clocks
+        row = new_row("note", "owner", record_id, now)
+        set_fields("note", row, fields, stamps, now)
+        rows.append(row)
+    assert rows[0] == rows[1]
+    assert rows[0]["created_ms"] == 1_700_000_000_123  # its oldest stamp
+    assert rows[0]["updated_ms"] == 1_700_000_000_456  # its newest stamp
+    # A change that dates the record wins over the fallback, on every replica alike.
+    dated = {**fields, "created_at": "2023-11-14T22:13:20.000+00:00"}
+    for row in rows:
+        set_fields("note", row, dated, {**stamps, "created_at": stamp(1_700_000_000_999)}, 0)
+    assert rows[0] == rows[1] and rows[0]["created_ms"] == 1_700_000_000_000

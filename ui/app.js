@@ -40,5 +40,7 @@ document.addEventListener("DOMContentLoaded", () => {
       document.getElementById("error").textContent = err.message;
     }
   });
-  refresh().catch((err) => { document.getElementById("error").textContent = err.message; });
+  refresh()
+    .catch((err) => { document.getElementById("error").textContent = err.message; })
+    .finally(() => document.dispatchEvent(new Event("ferry:ready"))); // see ready.js
 });

@@ -12,7 +12,7 @@ from server.records import NOTES, Filters
 from server.routes.crud import Q, build_router
 
 
-def note_filters(
+async def note_filters(  # async: no I/O, so no worker-thread round trip (see server/deps.py)
     completed: Annotated[bool | None, Query(description="Only done (true) or not done (false) notes")] = None,
     q: Q = None,
 ) -> Filters:

@@ -12,7 +12,7 @@ from server.records import TASKS, Filters
 from server.routes.crud import Q, build_router
 
 
-def task_filters(
+async def task_filters(  # async: no I/O, so no worker-thread round trip (see server/deps.py)
     completed: Annotated[bool | None, Query(description="Only completed (true) or open (false) tasks")] = None,
     q: Q = None,
     # StrictDate, as in bodies: a plain `date` would also take "0" (a Unix timestamp) as 1970-01-01.
