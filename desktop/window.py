@@ -55,7 +55,7 @@ def prepare_qt_environment() -> None:
 
 
 class Window:
-    """The app window. `open_url()` and `close()` may be called from any thread."""
+    """The app window: `run()` on the main thread; the other methods from any thread."""
 
     def __init__(self, url: str, launched: float) -> None:
         self.url = url

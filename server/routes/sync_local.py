@@ -39,12 +39,13 @@ class SyncStatus(BaseModel):
 
 
 class ConnectRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     server_url: Annotated[str, Field(max_length=2048), AfterValidator(_clean_text), AfterValidator(_http_url)]
     username: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean_text)]
     password: Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_clean_text)]
-    register: StrictBool = False
+    # "register" would shadow BaseModel.register; the JSON name stays "register".
+    create_account: StrictBool = Field(False, alias="register", description="Create the account first")
 
 
 def _engine(state: Any) -> Any:
@@ -70,7 +71,7 @@ async def sync_status(state: StateDep) -> dict[str, Any]:
 )
 async def connect(state: StateDep, body: ConnectRequest) -> dict[str, Any]:
     try:
-        result = await _engine(state).connect(body.server_url, body.username, body.password, body.register)
+        result = await _engine(state).connect(body.server_url, body.username, body.password, body.create_account)
     except ConnectError as exc:
         raise HTTPException(exc.status, exc.message) from None
     return result.as_dict()
