@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic import (
     Field as PField,
 )
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from sync.schema import BODY_MAX, DESCRIPTION_MAX, TITLE_MAX
@@ -40,7 +40,14 @@ from sync.schema import BODY_MAX, DESCRIPTION_MAX, TITLE_MAX
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_owner_order", "owner_id", "deleted", "due_date", "created_ms"),)
+    # The index follows the list order exactly (dated first, by date, then by creation), so a
+    # page of a long list is read straight off the index instead of sorting every row.
+    __table_args__ = (
+        Index(
+            "ix_tasks_owner_order",
+            "owner_id", "deleted", text("(due_date IS NULL)"), "due_date", "created_ms", "id",
+        ),
+    )
 
     owner_id: str = Field(primary_key=True, max_length=36)
     id: str = Field(primary_key=True, max_length=36)
@@ -61,7 +68,7 @@ class Task(SQLModel, table=True):
 
 class Note(SQLModel, table=True):
     __tablename__ = "notes"
-    __table_args__ = (Index("ix_notes_owner_order", "owner_id", "deleted", "created_ms"),)
+    __table_args__ = (Index("ix_notes_owner_order", "owner_id", "deleted", "created_ms", "id"),)
 
     owner_id: str = Field(primary_key=True, max_length=36)
     id: str = Field(primary_key=True, max_length=36)

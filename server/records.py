@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import Select, false, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -126,7 +126,7 @@ class Records:
 
     def list(self, spec: KindSpec, owner: str, filters: Filters, skip: int, limit: int) -> tuple[list[Row], int]:
         m = spec.model
-        query: Select[Any] = select(m).where(m.owner_id == owner, m.deleted.is_(False))  # type: ignore[attr-defined]
+        query: Select[Any] = select(m).where(m.owner_id == owner, m.deleted == false())  # type: ignore[attr-defined]
         if filters.completed is not None:
             flag = m.completed if spec.kind == "task" else m.done  # type: ignore[union-attr]
             query = query.where(flag.is_(filters.completed))

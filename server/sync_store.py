@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 
 from server import bulk
 from server.db import Database
@@ -92,7 +92,7 @@ class LocalSyncStore:
                 CHANGES.c.stamps,
                 CHANGES.c.base,
             )
-            .where(CHANGES.c.pushed.is_(False), CHANGES.c.owner_id == self.owner)
+            .where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == self.owner)
             .order_by(CHANGES.c.seq)
             .limit(limit)
         )
@@ -116,7 +116,7 @@ class LocalSyncStore:
         ]
 
     def pending_count(self) -> int:
-        query = select(func.count()).where(CHANGES.c.pushed.is_(False), CHANGES.c.owner_id == self.owner)
+        query = select(func.count()).where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == self.owner)
         with self.db.read() as session:
             return int(session.execute(query).scalar_one())
 
@@ -158,7 +158,7 @@ class LocalSyncStore:
         ids = list(record_ids)
         for i in range(0, len(ids), bulk.CHUNK):
             query = select(CHANGES.c.record_id, CHANGES.c.fields).where(
-                CHANGES.c.pushed.is_(False),
+                CHANGES.c.pushed == false(),
                 CHANGES.c.owner_id == self.owner,
                 CHANGES.c.record_id.in_(ids[i : i + bulk.CHUNK]),
             )

@@ -9,6 +9,7 @@ The seed is printed on failure; FERRY_CRASH_SEED=N replays a run.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.desktop_harness import App
+from tests.desktop_harness import ARTIFACTS, App
 
 ROUNDS = 20
 WRITERS = 3
@@ -145,7 +146,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) ->
     db = data_dir / "ferry.db"
     model = Model()
     killed_during = []
-    for round_no in range(ROUNDS + 1):
+    for round_no in range(ROUNDS + 2):
         app = App(HEADLESS, data_dir, None).start()
         try:
             assert app.proc is not None
@@ -164,7 +165,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) ->
                 listed = api.get("/api/tasks", params={"limit": 1})
                 notes = api.get("/api/notes", params={"limit": 1})
                 assert int(listed.headers["x-total-count"]) + int(notes.headers["x-total-count"]) == live
-            if round_no == ROUNDS:
+            if round_no == ROUNDS + 1:
                 break
             threads = [
                 threading.Thread(target=writer, args=(info["url"], info["token"], model, random.Random(rng.random())))
@@ -188,3 +189,6 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) ->
     # Every round wrote something, and the acknowledged writes were checked after each crash.
     assert model.acked_writes >= ROUNDS, model.acked_writes
     assert killed_during.count("writes") == ROUNDS
+    ARTIFACTS.mkdir(exist_ok=True)
+    figures = {"seed": seed, "acknowledged_writes": model.acked_writes, "records": len(model.records)}
+    (ARTIFACTS / "crash-figures.json").write_text(json.dumps({**figures, "kills": killed_during}) + "\n")

@@ -61,10 +61,21 @@ def schema(db: Database) -> Schema:
     return {
         table: (
             frozenset(column["name"] for column in found.get_columns(table)),
-            frozenset(str(index["name"]) for index in found.get_indexes(table)),
+            frozenset(str(index["name"]) for index in found.get_indexes(table)) | expression_indexes(db, table),
         )
         for table in found.get_table_names()
     }
+
+
+def expression_indexes(db: Database, table: str) -> frozenset[str]:
+    """SQLAlchemy does not reflect SQLite's indexes on expressions; ask SQLite itself."""
+    if not db.is_sqlite:
+        return frozenset()
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql LIKE '%(%(%'", (table,)
+        )
+        return frozenset(row[0] for row in rows)
 
 
 def _changes(db: Database) -> list[Any]:

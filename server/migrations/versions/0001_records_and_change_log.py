@@ -63,7 +63,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("owner_id", "id"),
     )
     with op.batch_alter_table("notes", schema=None) as batch_op:
-        batch_op.create_index("ix_notes_owner_order", ["owner_id", "deleted", "created_ms"], unique=False)
+        batch_op.create_index("ix_notes_owner_order", ["owner_id", "deleted", "created_ms", "id"], unique=False)
 
     op.create_table(
         "tasks",
@@ -83,7 +83,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("owner_id", "id"),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
-        batch_op.create_index("ix_tasks_owner_order", ["owner_id", "deleted", "due_date", "created_ms"], unique=False)
+        batch_op.create_index(
+            "ix_tasks_owner_order",
+            ["owner_id", "deleted", sa.text("(due_date IS NULL)"), "due_date", "created_ms", "id"],
+            unique=False,
+        )
 
     op.create_table(
         "user_seqs",
