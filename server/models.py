@@ -130,7 +130,11 @@ class User(SQLModel, table=True):
 
 
 class RefreshToken(SQLModel, table=True):
-    """Rotating refresh tokens: each is used once; reusing one revokes its whole family."""
+    """Rotating refresh tokens: each is used once; reusing one revokes its whole family.
+
+    One exception keeps a device signed in when the answer to a refresh is lost on the way:
+    a used token may be shown again while the token that replaced it has never been used.
+    """
 
     __tablename__ = "refresh_tokens"
     jti: str = Field(primary_key=True, max_length=36)
@@ -139,6 +143,7 @@ class RefreshToken(SQLModel, table=True):
     expires_ms: int = Field(sa_type=BigInteger)
     used: bool = False
     revoked: bool = False
+    replaced_by: str | None = Field(default=None, max_length=36)
 
 
 class LoginFailure(SQLModel, table=True):

@@ -153,6 +153,7 @@ class App:
     display: str | None
     debug_port: int | None = None
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0  # time.time() just before the process was created
     log_offset: int = 0
@@ -169,11 +170,12 @@ class App:
     def start(self) -> App:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        env = {**app_env(self.display, self.debug_port), **self.env}
         with open(self.output_path, "ab") as out:
             self.started_at = time.time()
             self.proc = subprocess.Popen(
                 [*self.command, "--data-dir", str(self.data_dir), *self.extra],
-                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=app_env(self.display, self.debug_port),
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
             )  # fmt: skip
         return self
 

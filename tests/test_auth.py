@@ -225,6 +225,27 @@ def test_refresh_rotates_and_reuse_revokes_the_family(server_app: Running) -> No
         assert client.get("/api/users/me", headers=bearer(unrelated.json()["access_token"])).status_code == 200
 
 
+def test_a_refresh_whose_answer_was_lost_can_be_retried(server_app: Running) -> None:
+    """A device that never received a rotated token shows the old one again: it is served,
+    not signed out, as long as the token it never received was never used."""
+    with server_app.client() as client:
+        first = new_user(client, "hank")
+        lost = refresh(client, first["refresh_token"])  # the device never sees this answer
+        assert lost.status_code == 200, lost.text
+
+        retried = refresh(client, first["refresh_token"])
+        assert retried.status_code == 200, retried.text
+        pair = retried.json()
+        assert pair["refresh_token"] not in (first["refresh_token"], lost.json()["refresh_token"])
+        assert client.get("/api/users/me", headers=bearer(pair["access_token"])).status_code == 200
+        onward = refresh(client, pair["refresh_token"])
+        assert onward.status_code == 200, onward.text
+
+        # Once the replacement has been used, the old token is a theft signal again.
+        assert refresh(client, first["refresh_token"]).status_code == 401
+        assert refresh(client, onward.json()["refresh_token"]).status_code == 401
+
+
 def test_every_kind_of_bad_token_is_refused(server_app: Running) -> None:
     with server_app.client() as client:
         user = new_user(client, "grace")

@@ -28,18 +28,20 @@ def _user_read(user: User) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "email": user.email, "created_at": user.created_ms}
 
 
-def _issue_pair(state: AppState, user_id: str, family: str) -> dict[str, Any]:
+def _issue_pair(state: AppState, session: Any, user_id: str, family: str) -> tuple[dict[str, Any], str]:
+    """A new access token and refresh token, the latter recorded in `session`; returns the
+    response body and the refresh token's id."""
     assert state.tokens is not None
     access = state.tokens.access(user_id)
     refresh = state.tokens.refresh(user_id, family)
-    with state.db.write() as session:
-        session.add(RefreshToken(jti=refresh.jti, user_id=user_id, family=family, expires_ms=refresh.expires_at * 1000))
-    return {
+    session.add(RefreshToken(jti=refresh.jti, user_id=user_id, family=family, expires_ms=refresh.expires_at * 1000))
+    body = {
         "access_token": access.token,
         "token_type": "bearer",
         "expires_in": state.tokens.access_seconds,
         "refresh_token": refresh.token,
     }
+    return body, refresh.jti
 
 
 @router.post(
@@ -100,7 +102,9 @@ def token(state: StateDep, request: Request, form: Annotated[OAuth2PasswordReque
         limiter.record_failure(key)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, BAD_CREDENTIALS, headers={"WWW-Authenticate": "Bearer"})
     limiter.clear(key)
-    return _issue_pair(state, user.id, family=str(uuid.uuid4()))
+    with state.db.write() as session:
+        body, _ = _issue_pair(state, session, user.id, family=str(uuid.uuid4()))
+    return body
 
 
 @router.post("/api/auth/refresh", response_model=TokenPair, responses={**AUTH, **INPUT})
@@ -114,25 +118,34 @@ def refresh(state: StateDep, body: RefreshRequest) -> dict[str, Any]:
     except TokenError:
         raise denied from None
     with state.db.write() as session:
-        # Taking the token is one conditional UPDATE, so two racing refreshes cannot both win.
-        taken = session.execute(
-            update(RefreshToken)
-            .where(
-                RefreshToken.jti == claims["jti"],
-                RefreshToken.used.is_(False),
-                RefreshToken.revoked.is_(False),
-                RefreshToken.expires_ms > now_ms(),
-            )
-            .values(used=True)
-        ).rowcount
-        if taken != 1:
-            # A used token shown again means it leaked: end the whole family of sessions.
+        # The row lock (SQLite: the write lock) makes racing refreshes take turns.
+        row = session.execute(
+            select(RefreshToken).where(RefreshToken.jti == claims["jti"]).with_for_update()
+        ).scalar_one_or_none()
+        rotate = False
+        if row is not None and not row.revoked and row.expires_ms > now_ms():
+            if not row.used:
+                rotate = True
+            elif row.replaced_by is not None:
+                successor = session.get(RefreshToken, row.replaced_by, with_for_update=True)
+                if successor is not None and not successor.used and not successor.revoked:
+                    # The device never received (so never used) the token that replaced this
+                    # one: the answer was lost. Replace that token instead of ending the session.
+                    successor.revoked = True
+                    rotate = True
+        if rotate and row is not None:
+            body, new_jti = _issue_pair(state, session, claims["sub"], row.family)
+            row.used = True
+            row.replaced_by = new_jti
+        else:
+            # A used token shown again after its successor was used means it leaked: end the
+            # whole family of sessions.
             session.execute(
                 update(RefreshToken).where(RefreshToken.family == claims.get("fam", "")).values(revoked=True)
             )
-    if taken != 1:
+    if not rotate:
         raise denied
-    return _issue_pair(state, claims["sub"], family=claims.get("fam") or str(uuid.uuid4()))
+    return body
 
 
 @router.get("/api/users/me", response_model=UserRead, responses={**AUTH})

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("expires_ms", sa.BigInteger(), nullable=False),
         sa.Column("used", sa.Boolean(), nullable=False),
         sa.Column("revoked", sa.Boolean(), nullable=False),
+        sa.Column("replaced_by", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("jti"),
     )
