@@ -45,7 +45,12 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         Index(
             "ix_tasks_owner_order",
-            "owner_id", "deleted", text("(due_date IS NULL)"), "due_date", "created_ms", "id",
+            "owner_id",
+            "deleted",
+            text("(due_date IS NULL)"),
+            "due_date",
+            "created_ms",
+            "id",
         ),
     )
 

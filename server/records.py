@@ -10,7 +10,7 @@ stays locked until commit, so numbers become visible in commit order (sync rule 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -63,18 +63,23 @@ NOTES = KindSpec("note", Note, ("title", "body"), _note_order)
 SPECS = {"task": TASKS, "note": NOTES}
 
 
-def to_read(row: Row) -> dict[str, Any]:
-    """The API's view of a row (times still in ms; the response model renders them)."""
-    out = {name: getattr(row, name) for name in FIELDS_READ[type(row).__name__]}
-    out["created_at"] = row.created_ms
-    out["updated_at"] = row.updated_ms
+READ_FIELDS = {
+    "task": ("id", "title", "description", "due_date", "completed", "conflict_of"),
+    "note": ("id", "title", "body", "done", "conflict_of"),
+}
+KIND_OF = {Task: "task", Note: "note"}
+
+
+def read_view(kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What the API shows of a record (and what `/ws` events carry), ready for JSON."""
+    out = {name: row[name] for name in READ_FIELDS[kind]}
+    out["created_at"] = ms_to_iso(row["created_ms"])
+    out["updated_at"] = ms_to_iso(row["updated_ms"])
     return out
 
 
-FIELDS_READ = {
-    "Task": ("id", "title", "description", "due_date", "completed", "conflict_of"),
-    "Note": ("id", "title", "body", "done", "conflict_of"),
-}
+def to_read(row: Row) -> dict[str, Any]:
+    return read_view(KIND_OF[type(row)], row.__dict__)
 
 
 def _wire_value(value: Any) -> Any:
@@ -124,7 +129,10 @@ class Records:
             row = session.get(spec.model, (owner, record_id))
             return None if row is None or row.deleted else row
 
-    def list(self, spec: KindSpec, owner: str, filters: Filters, skip: int, limit: int) -> tuple[list[Row], int]:
+    def list(
+        self, spec: KindSpec, owner: str, filters: Filters, skip: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of live records in list order, ready for JSON, and how many match in all."""
         m = spec.model
         query: Select[Any] = select(m).where(m.owner_id == owner, m.deleted == false())  # type: ignore[attr-defined]
         if filters.completed is not None:
@@ -138,10 +146,12 @@ class Records:
                 query = query.where(m.due_date < filters.due_before.isoformat())  # type: ignore[union-attr]
             if filters.due_after is not None:
                 query = query.where(m.due_date > filters.due_after.isoformat())  # type: ignore[union-attr]
+        columns = [getattr(m, name) for name in (*READ_FIELDS[spec.kind], "created_ms", "updated_ms")]
         with self.db.read() as session:
             total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-            rows = session.execute(query.order_by(*spec.order_by(m)).offset(skip).limit(limit)).scalars().all()
-        return list(rows), total
+            page = query.with_only_columns(*columns).order_by(*spec.order_by(m)).offset(skip).limit(limit)
+            rows = [read_view(spec.kind, row) for row in session.execute(page).mappings()]
+        return rows, total
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -156,7 +166,7 @@ class Records:
             # the second insert at commit; it is the same "already exists" as the check below.
             return None
         if row is not None:
-            self._after_write(owner, f"{spec.kind}.created", _event_data(row))
+            self._after_write(owner, f"{spec.kind}.created", to_read(row))
         return row
 
     def _insert(self, spec: KindSpec, owner: str, record_id: str, wire: dict[str, Any]) -> Row | None:
@@ -193,7 +203,7 @@ class Records:
             if not wire:
                 return row
             self._apply_local(session, spec, row, wire)
-        self._after_write(owner, f"{spec.kind}.updated", _event_data(row))
+        self._after_write(owner, f"{spec.kind}.updated", to_read(row))
         return row
 
     def delete(self, spec: KindSpec, owner: str, record_id: str) -> bool:
@@ -278,10 +288,3 @@ def next_user_seq(session: Session, owner: str, count: int) -> int:
         {"o": owner, "n": count},
     )
     return int(result.scalar_one())
-
-
-def _event_data(row: Row) -> dict[str, Any]:
-    data = to_read(row)
-    data["created_at"] = ms_to_iso(row.created_ms)
-    data["updated_at"] = ms_to_iso(row.updated_ms)
-    return data

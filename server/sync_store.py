@@ -17,8 +17,8 @@ from sqlalchemy import false, func, select, update
 from server import bulk
 from server.db import Database
 from server.events import EventHub
-from server.models import Change, Meta, ms_to_iso
-from server.records import now_ms
+from server.models import Change, Meta
+from server.records import now_ms, read_view
 from server.state import LOCAL_OWNER_KEY, AppState
 from sync.hlc import HybridClock
 from sync.ids import new_id
@@ -149,7 +149,7 @@ class LocalSyncStore:
             stamps[name] = verdict["stamp"]
             bulk.set_fields(kind, row, fields, stamps, now)
             bulk.upsert(session, kind, [row])
-            events.append((f"{kind}.updated", _event(kind, row)))
+            events.append((f"{kind}.updated", read_view(kind, row)))
         return events
 
     def _pending_fields(self, session: Any, record_ids: set[str]) -> dict[str, set[str]]:
@@ -218,9 +218,9 @@ class LocalSyncStore:
                 if not t["was_deleted"] and (kind, rid) not in created:
                     events.append((f"{kind}.deleted", {"id": rid}))
             elif (kind, rid) in created or t["was_deleted"]:
-                events.append((f"{kind}.created", _event(kind, row)))
+                events.append((f"{kind}.created", read_view(kind, row)))
             else:
-                events.append((f"{kind}.updated", _event(kind, row)))
+                events.append((f"{kind}.updated", read_view(kind, row)))
         for event in events:
             self.hub.publish("", *event)
         return len(touched)
@@ -257,14 +257,3 @@ class LocalSyncStore:
         from server.sync_server import user_digest
 
         return user_digest(self.db, self.owner)
-
-
-def _event(kind: str, row: dict[str, Any]) -> dict[str, Any]:
-    data = {k: row[k] for k in ("id", "title", "conflict_of")}
-    if kind == "task":
-        data.update(description=row["description"], due_date=row["due_date"], completed=row["completed"])
-    else:
-        data.update(body=row["body"], done=row["done"])
-    data["created_at"] = ms_to_iso(row["created_ms"])
-    data["updated_at"] = ms_to_iso(row["updated_ms"])
-    return data

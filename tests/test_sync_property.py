@@ -164,6 +164,7 @@ def _check_nothing_vanished(world: World, ledger: Ledger) -> None:
         assert not missing, f"note {note_id} lost {sorted(missing)}"
 
 
+@pytest.mark.timeout(max(900, EXAMPLES * 6))
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
