@@ -12,10 +12,14 @@ action="${1:-run}"
 
 # Debian packages each action needs: the Qt WebEngine window's runtime libraries for `run`;
 # for `test` also Xvfb and Chromium (browser and window tests) and nginx (deployment tests).
+# (Checked against `ldd` of Qt's libraries, its xcb plugin and QtWebEngineProcess: what these
+# packages do not pull in themselves is listed.)
 RUN_DEBS=(python3-venv libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libnss3 libxcomposite1 libxdamage1
           libxrandr2 libxtst6 libxkbfile1 libasound2 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
-          libxcb-shape0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3)
-TEST_DEBS=(python3-venv)
+          libxcb-shape0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3 libglib2.0-0
+          libgssapi-krb5-2)
+# The window tests run the app under Xvfb.
+TEST_DEBS=("${RUN_DEBS[@]}" xvfb)
 
 case "$action" in
   run) debs=("${RUN_DEBS[@]}") ;;
@@ -42,7 +46,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
     if [ "$pkg" = python3-venv ]; then
       "$python" -c 'import ensurepip, venv' 2>/dev/null && continue
     fi
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    # Newer releases renamed some libraries with a "t64" suffix (libasound2t64, libglib2.0-0t64).
+    dpkg-query -W -f='${Status}\n' "$pkg" "${pkg}t64" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
   done
 fi
 if [ ${#missing[@]} -gt 0 ]; then

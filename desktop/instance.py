@@ -1,15 +1,16 @@
 """One running app per data directory: an OS file lock, and the runtime file beside it.
 
-The lock (`flock`) dies with its process, so a crash never leaves a lock that blocks the
-next start; a runtime file left by a crash is simply replaced by the next owner of the lock.
+The lock (`flock`; on Windows a byte-range lock) dies with its process, so a crash never
+leaves a lock that blocks the next start; a runtime file left by a crash is simply replaced by
+the next owner of the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ class InstanceLock:
     def acquire(self) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock(fd)
+        except OSError:
             os.close(fd)
             return False
         self._fd = fd
@@ -34,9 +35,29 @@ class InstanceLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            _unlock(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # OSError when another process holds it
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError when held elsewhere
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def write_runtime(data_dir: Path, info: dict[str, Any]) -> Path:
