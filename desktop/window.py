@@ -73,6 +73,7 @@ class Window:
         self._wake.set()
 
     def bring_forward(self) -> None:
+        log.info("another launch asked for the window: bringing it forward")
         self._raise = True
         self._wake.set()
 
@@ -83,6 +84,10 @@ class Window:
         self._ready_logged = True
         now = time.time()
         log.info("UI ready at %.3f, %.0f ms after launch", now, (now - self.launched) * 1000)
+
+    def _shown(self) -> None:
+        now = time.time()
+        log.info("window shown at %.3f, %.0f ms after launch", now, (now - self.launched) * 1000)
 
     def _since_launch(self) -> float:
         return (time.time() - self.launched) * 1000
@@ -99,7 +104,7 @@ class Window:
         window = webview.create_window(TITLE, html=SPLASH, width=1100, height=760, min_size=(480, 360))
         self._window = window
         window.events.closed += self.close
-        window.events.shown += lambda: log.info("window shown %.0f ms after launch", self._since_launch())
+        window.events.shown += self._shown
         _wake_on_signals(self.close)
         try:
             webview.start(self._drive, gui=gui, private_mode=True, icon=str(ICON) if ICON.exists() else None)

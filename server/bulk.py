@@ -56,6 +56,17 @@ def new_row(kind: str, owner: str, record_id: str, now: int) -> dict[str, Any]:
     return row
 
 
+STAMPS_CACHE = "_stamps"  # parsed stamps kept beside the JSON in a row dict (not a column)
+
+
+def stamps_of(row: dict[str, Any]) -> dict[str, str]:
+    """A row dict's stamps, parsed once."""
+    cached = row.get(STAMPS_CACHE)
+    if cached is None:
+        cached = row[STAMPS_CACHE] = orjson.loads(row["stamps"])
+    return cached
+
+
 def set_fields(kind: str, row: dict[str, Any], fields: dict[str, Any], stamps: dict[str, str], now: int) -> None:
     """Write merged field values and stamps into a row dict and refresh its digest share."""
     for name, value in fields.items():
@@ -69,6 +80,7 @@ def set_fields(kind: str, row: dict[str, Any], fields: dict[str, Any], stamps: d
         # digest: endless full re-syncs); its oldest stamp is the same everywhere.
         row["created_ms"] = min(int(s[:15]) for s in stamps.values())
     row["stamps"] = orjson.dumps(stamps).decode()
+    row[STAMPS_CACHE] = stamps
     row["updated_ms"] = stamps_ms(stamps, now)
     row["hash_a"], row["hash_b"] = record_hash(kind, row["id"], fields_of(kind, row))
 

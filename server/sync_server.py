@@ -106,7 +106,7 @@ class SyncServer:
             row = batch.rows.get((kind, rid))
             if row is None:
                 continue
-            held_stamp = orjson.loads(row["stamps"]).get(name)
+            held_stamp = bulk.stamps_of(row).get(name)
             if held_stamp is not None and held_stamp != stamp:
                 out.append(
                     Resolved(
@@ -128,12 +128,14 @@ class SyncServer:
         kind, rid = change.kind, change.record_id
         row = batch.rows.get((kind, rid))
         if row is None:
+            # A record the server has never seen: nothing to merge with.
             row = batch.rows[(kind, rid)] = bulk.new_row(kind, batch.owner, rid, batch.now)
-            held_fields: dict[str, Any] = {}
-            held_stamps: dict[str, str] = {}
-        else:
-            held_fields = bulk.fields_of(kind, row)
-            held_stamps = orjson.loads(row["stamps"])
+            bulk.set_fields(kind, row, dict(change.fields), dict(change.stamps), batch.now)
+            batch.dirty.add((kind, rid))
+            self._log(batch, change.id, kind, rid, node, change.fields, change.stamps, change.base)
+            return
+        held_fields = bulk.fields_of(kind, row)
+        held_stamps = dict(bulk.stamps_of(row))
 
         def text_at(name: str, stamp: str) -> str | None:
             return self._text_at(session, batch, kind, rid, name, stamp)

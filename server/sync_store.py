@@ -189,19 +189,21 @@ class LocalSyncStore:
                 ids = [c["record_id"] for c in foreign if c["kind"] == kind]
                 for rid, row in bulk.load(session, kind, self.owner, ids).items():
                     rows[(kind, rid)] = row
+            newest = max((max(c["stamps"].values()) for c in foreign if c["stamps"]), default=None)
+            if newest is not None:
+                # Past the page's newest stamp once: every later local stamp is newer than all.
+                self.clock.observe(newest)
             for change in foreign:
                 kind, rid = change["kind"], change["record_id"]
                 if kind not in FIELDS:
                     continue
-                for stamp in change["stamps"].values():
-                    self.clock.observe(stamp)
                 row = rows.get((kind, rid))
                 if row is None:
                     row = rows[(kind, rid)] = bulk.new_row(kind, self.owner, rid, now)
                     created.add((kind, rid))
                     held, held_stamps = {}, {}
                 else:
-                    held, held_stamps = bulk.fields_of(kind, row), orjson.loads(row["stamps"])
+                    held, held_stamps = bulk.fields_of(kind, row), dict(bulk.stamps_of(row))
                 keep = pending.get(rid, set()) & set(TEXT_FIELDS[kind])
                 merged = merge_fields(held, held_stamps, change["fields"], change["stamps"], keep)
                 if not merged.taken:
