@@ -38,6 +38,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.hub.bind(asyncio.get_running_loop())
+        notifier = None
+        if settings.mode == "server" and not db.is_sqlite:
+            # Several processes share the database: events reach the others through NOTIFY.
+            from server.pgnotify import PgNotifier, conninfo
+
+            notifier = PgNotifier(conninfo(db.url), state.hub)
+            await asyncio.to_thread(notifier.start)
+            state.hub.fanout = notifier.send
         log.info("Ferry %s (%s mode) using %s", __version__, settings.mode, db.url.render_as_string())
         if state.sync_engine is not None:
             await state.sync_engine.start()
@@ -46,6 +54,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         finally:
             if state.sync_engine is not None:
                 await state.sync_engine.stop(settings.final_sync_seconds)
+            if notifier is not None:
+                state.hub.fanout = None
+                await asyncio.to_thread(notifier.stop)
             db.dispose()
 
     app = FastAPI(

@@ -3,6 +3,11 @@
 Routes run in worker threads, so `publish` is thread-safe: it hands the event to the
 event loop, which copies it into each connected socket's queue. A slow page whose queue
 fills up is dropped rather than allowed to hold memory; the page reconnects and re-fetches.
+
+With several server processes, a process's memory reaches only its own sockets, so the hub
+takes an optional `fanout` callback (server mode on PostgreSQL: `server.pgnotify`), called
+with every published event; the other processes hear it through PostgreSQL NOTIFY and hand
+it to their own sockets with `deliver`. Without a fanout (SQLite, the desktop) nothing changes.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,6 +28,8 @@ class EventHub:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: dict[str, set[asyncio.Queue[bytes | None]]] = defaultdict(set)
+        #: called with (channel, type, data) for every published event (other processes)
+        self.fanout: Callable[[str, str, dict[str, Any]], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -43,7 +51,18 @@ class EventHub:
         return len(self._queues.get(channel, ()))
 
     def publish(self, channel: str, type_: str, data: dict[str, Any]) -> None:
-        """Send an event to every socket on `channel` (a user id; "" on the desktop)."""
+        """Send an event to every socket on `channel` (a user id; "" on the desktop), here and
+        (through `fanout`) in the other server processes."""
+        fanout = self.fanout
+        if fanout is not None:
+            try:
+                fanout(channel, type_, data)
+            except Exception:  # a notification is best effort; the scheduled sync is the fallback
+                log.exception("event fan-out failed")
+        self.deliver(channel, type_, data)
+
+    def deliver(self, channel: str, type_: str, data: dict[str, Any]) -> None:
+        """Send an event to this process's sockets on `channel` only."""
         loop = self._loop
         if loop is None or loop.is_closed() or channel not in self._queues:
             return

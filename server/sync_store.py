@@ -214,6 +214,8 @@ class LocalSyncStore:
             for kind in ("task", "note"):
                 bulk.upsert(session, kind, [t["row"] for (k, _), t in touched.items() if k == kind])
             _set_meta(session, self._cursor_key(), str(next_cursor))
+        if not self.hub.subscribers(""):
+            return len(touched)  # no page is open: no events to build
         for (kind, rid), t in touched.items():
             row = t["row"]
             if row["deleted"]:

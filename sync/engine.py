@@ -33,7 +33,7 @@ log = logging.getLogger("ferry.sync")
 
 JOB_ID = "ferry-sync"
 DEBOUNCE = 0.3
-PUSH_BATCH = 2000
+PUSH_BATCH = 5000
 REFRESH_MARGIN = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 300.0
@@ -380,24 +380,41 @@ class SyncEngine:
             total += len(batch)
 
     async def _pull(self, session: _Session) -> int:
+        """Pull pages until the end of the log. While a page is being applied, the next one is
+        already being fetched (the server and this device work at the same time); the cursor
+        still moves only with each applied page, in its transaction."""
         start = cursor = await asyncio.to_thread(self.store.cursor)
         received = 0
-        while True:
+
+        async def fetch(after: int) -> dict[str, Any]:
             r = await self._call(
                 session,
                 "GET",
                 "/api/sync/pull",
-                params={"after": cursor, "limit": PULL_PAGE_DEFAULT, "exclude_node": self.store.node},
+                params={"after": after, "limit": PULL_PAGE_DEFAULT, "exclude_node": self.store.node},
             )
-            page = orjson.loads(r.content)
-            if page["changes"] or page["next"] != cursor:
-                await asyncio.to_thread(self.store.apply_page, page["changes"], page["next"])
-            received += len(page["changes"])
-            cursor = page["next"]
-            if not page["more"]:
-                return received
-            self.status.progress = {"done": cursor - start, "total": max(page["last_seq"] - start, 1)}
-            await self._publish()
+            return orjson.loads(r.content)
+
+        ahead: asyncio.Task[dict[str, Any]] | None = None
+        try:
+            page = await fetch(cursor)
+            while True:
+                if page["more"]:
+                    ahead = asyncio.ensure_future(fetch(page["next"]))
+                if page["changes"] or page["next"] != cursor:
+                    await asyncio.to_thread(self.store.apply_page, page["changes"], page["next"])
+                received += len(page["changes"])
+                cursor = page["next"]
+                if ahead is None:
+                    return received
+                self.status.progress = {"done": cursor - start, "total": max(page["last_seq"] - start, 1)}
+                await self._publish()
+                page, ahead = await ahead, None
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
 
     async def _check_digest(self, session: _Session) -> None:
         if await self._digests_agree(session):
