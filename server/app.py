@@ -14,6 +14,7 @@ from server.db import Database
 from server.guard import LocalGuardMiddleware
 from server.middleware import RequestContextMiddleware
 from server.migrate import upgrade
+from server.proxies import parse_trusted
 from server.ratelimit import LoginLimiter
 from server.routes import auth, health, local_settings, notes, pages, sync, sync_local, tasks, ws
 from server.settings import Settings
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         max_body_bytes=settings.max_body_bytes,
         access_log_enabled=settings.access_log,
         path_limits={"/api/sync/push": settings.max_push_bytes},
+        trusted_proxies=parse_trusted(settings.trusted_proxies) if settings.mode == "server" else (),
     )
     return app
 

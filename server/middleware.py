@@ -1,5 +1,6 @@
-"""Pure-ASGI middleware around every request: request id, access log, body limit, and the
-last-resort handler that turns an unexpected exception into a logged 500 with that id.
+"""Pure-ASGI middleware around every request: request id, access log, body limit, the
+client address behind trusted proxies (`server.proxies`), and the last-resort handler that
+turns an unexpected exception into a logged 500 with that id.
 
 Pure ASGI (not BaseHTTPMiddleware) because it sits on every request's hot path.
 """
@@ -13,6 +14,8 @@ import uuid
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.proxies import Network, client_address
 
 access_log = logging.getLogger("ferry.access")
 error_log = logging.getLogger("ferry.errors")
@@ -41,13 +44,17 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         access_log_enabled: bool = True,
         path_limits: dict[str, int] | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
     ) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
         self.max_body_bytes = max_body_bytes
         self.access_log_enabled = access_log_enabled
         self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.trusted_proxies and scope["type"] in ("http", "websocket"):
+            self._resolve_client(scope)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -108,6 +115,16 @@ class RequestContextMiddleware:
                     await send(m)
         finally:
             self._log(scope, status_holder[0] or 500, started, request_id)
+
+    def _resolve_client(self, scope: Scope) -> None:
+        forwarded = [value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"]
+        if not forwarded:
+            return
+        client = scope.get("client")
+        peer = client[0] if client else None
+        resolved = client_address(peer, forwarded, self.trusted_proxies)
+        if resolved is not None and resolved != peer:
+            scope["client"] = (resolved, 0)
 
     def _log(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     sync_timeout_seconds: float = 10.0
     final_sync_seconds: float = 3.0
 
+    # Server mode behind reverse proxies: addresses/CIDRs whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+
     log_level: str = "INFO"
     access_log: bool = True
 

@@ -385,7 +385,7 @@ def close_window(display: str, window_id: int) -> None:
             window=window, client_type=protocols, data=(32, [delete, X.CurrentTime, 0, 0, 0])
         )
         window.send_event(event, event_mask=X.NoEventMask)
-        conn.flush()
+        conn.sync()  # a round trip: the server has handled the request before we hang up
     finally:
         conn.close()
 

@@ -57,9 +57,7 @@ def local_settings(data_dir: Path, **overrides: object) -> Settings:
 
 
 def server_settings(data_dir: Path, database_url: str | None = None, **overrides: object) -> Settings:
-    return Settings(
-        mode="server", data_dir=data_dir, database_url=database_url, secret_key="s" * 64, **overrides
-    )
+    return Settings(mode="server", data_dir=data_dir, database_url=database_url, secret_key="s" * 64, **overrides)
 
 
 def free_port() -> int:
@@ -110,7 +108,10 @@ def ferry_server_process(data_dir: Path, *args: str, env: dict[str, str] | None 
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(data_dir), *args],
-            stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
         )
     running = Process(proc, f"http://127.0.0.1:{port}", log)
     try:
