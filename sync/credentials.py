@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from functools import cached_property
 from pathlib import Path
 
 log = logging.getLogger("ferry.sync")
@@ -16,8 +17,13 @@ FILE = "credentials"
 class CredentialStore:
     def __init__(self, data_dir: Path, use_keyring: bool = True) -> None:
         self.path = data_dir / FILE
-        self._keyring = self._usable_keyring() if use_keyring else None
+        self._use_keyring = use_keyring
         self._key = str(data_dir.resolve())
+
+    @cached_property
+    def _keyring(self):  # type: ignore[no-untyped-def]
+        # Probing the keyring takes a noticeable moment: only when a token is first needed.
+        return self._usable_keyring() if self._use_keyring else None
 
     @staticmethod
     def _usable_keyring():  # type: ignore[no-untyped-def]
