@@ -48,7 +48,9 @@ if command -v dpkg-query >/dev/null 2>&1; then
       "$python" -c 'import ensurepip, venv' 2>/dev/null && continue
     fi
     # Newer releases renamed some libraries with a "t64" suffix (libasound2t64, libglib2.0-0t64).
-    dpkg-query -W -f='${Status}\n' "$pkg" "${pkg}t64" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    # (dpkg-query fails when either name is unknown: read its output, not its status.)
+    status="$(dpkg-query -W -f='${Status}\n' "$pkg" "${pkg}t64" 2>/dev/null || true)"
+    grep -q "ok installed" <<<"$status" || missing+=("$pkg")
   done
 fi
 if [ ${#missing[@]} -gt 0 ]; then
