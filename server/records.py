@@ -16,10 +16,11 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, false, func, or_, select, text
+from sqlalchemy import Select, false, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from server import bulk
 from server.bulk import stamps_ms
 from server.db import Database
 from server.events import EventHub
@@ -31,6 +32,7 @@ from sync.merge import merge_fields
 from sync.schema import FIELDS, TEXT_FIELDS
 
 Row = Task | Note
+CHANGES = Change.__table__  # type: ignore[attr-defined]
 
 
 def now_ms() -> int:
@@ -155,8 +157,11 @@ class Records:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def create(self, spec: KindSpec, owner: str, values: dict[str, Any], record_id: str | None) -> Row | None:
-        """Insert a record; None if the id is taken (live or tombstoned)."""
+    def create(
+        self, spec: KindSpec, owner: str, values: dict[str, Any], record_id: str | None
+    ) -> dict[str, Any] | None:
+        """Insert a record and return what the API shows of it; None if the id is taken
+        (live or tombstoned)."""
         record_id = record_id or new_id()
         wire = {name: _wire_value(v) for name, v in values.items()}
         try:
@@ -165,13 +170,17 @@ class Records:
             # The same id created concurrently (a client retrying, say): PostgreSQL refuses
             # the second insert at commit; it is the same "already exists" as the check below.
             return None
-        if row is not None:
-            self._after_write(owner, f"{spec.kind}.created", to_read(row))
-        return row
+        if row is None:
+            return None
+        view = read_view(spec.kind, row)
+        self._after_write(owner, f"{spec.kind}.created", view)
+        return view
 
-    def _insert(self, spec: KindSpec, owner: str, record_id: str, wire: dict[str, Any]) -> Row | None:
+    def _insert(self, spec: KindSpec, owner: str, record_id: str, wire: dict[str, Any]) -> dict[str, Any] | None:
+        table = bulk.TABLES[spec.kind]
         with self.db.write() as session:
-            if session.get(spec.model, (owner, record_id)) is not None:
+            taken = select(table.c.id).where(table.c.owner_id == owner, table.c.id == record_id)
+            if session.execute(taken).first() is not None:
                 return None
             stamp = self.clock.now()
             # Creation and update times come from the stamp, as on every replica that merges
@@ -180,16 +189,10 @@ class Records:
             wire["created_at"] = ms_to_iso(ms)
             wire["deleted"] = False
             stamps = {name: stamp for name in wire}
-            row = spec.model(
-                owner_id=owner,
-                id=record_id,
-                created_ms=ms,
-                updated_ms=ms,
-                stamps=orjson.dumps(stamps).decode(),
-                **{k: v for k, v in wire.items() if k != "created_at"},
-            )
-            rehash(row, spec.kind)
-            session.add(row)
+            row = bulk.new_row(spec.kind, owner, record_id, ms)
+            bulk.set_fields(spec.kind, row, wire, stamps, ms)
+            # Core inserts: the ORM's unit of work costs more than the write itself here.
+            session.execute(insert(table), {c.name: row[c.name] for c in table.c})
             self._log_change(session, spec, owner, record_id, wire, stamps, ms)
         return row
 
@@ -256,21 +259,20 @@ class Records:
         ms: int,
         base: dict[str, str] | None = None,
     ) -> None:
-        change = Change(
-            owner_id=owner,
-            change_id=new_id(),
-            kind=spec.kind,
-            record_id=record_id,
-            fields=orjson.dumps(fields).decode(),
-            stamps=orjson.dumps(stamps).decode(),
-            base=orjson.dumps(base).decode() if base else None,
-            node=self.clock.node,
-            created_ms=ms,
-            pushed=self.server_mode,
-        )
-        if self.server_mode:
-            change.user_seq = next_user_seq(session, owner, 1)
-        session.add(change)
+        change = {
+            "owner_id": owner,
+            "change_id": new_id(),
+            "kind": spec.kind,
+            "record_id": record_id,
+            "fields": orjson.dumps(fields).decode(),
+            "stamps": orjson.dumps(stamps).decode(),
+            "base": orjson.dumps(base).decode() if base else None,
+            "node": self.clock.node,
+            "created_ms": ms,
+            "pushed": self.server_mode,
+            "user_seq": next_user_seq(session, owner, 1) if self.server_mode else None,
+        }
+        session.execute(insert(CHANGES), change)
 
 
 def next_user_seq(session: Session, owner: str, count: int) -> int:

@@ -78,7 +78,7 @@ def build_router(
         row = state.records.create(spec, owner, values, record_id)
         if row is None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"a {name} with this id already exists")
-        return _json(to_read(row), status.HTTP_201_CREATED)
+        return _json(row, status.HTTP_201_CREATED)
 
     @router.get("/{id}", response_model=read_model, summary=f"Get a {name}", responses={**NOT_FOUND, **INPUT})
     def get_record(state: StateDep, owner: OwnerDep, id: RecordId) -> Response:

@@ -71,7 +71,7 @@ def seed(data_dir: Path, count: int) -> tuple[list[str], float]:
         }
         row = records.create(TASKS, OWNER, values, None)
         assert row is not None
-        ids.append(row.id)
+        ids.append(row["id"])
     elapsed = time.perf_counter() - started
     app.state.ferry.db.dispose()
     return ids, elapsed

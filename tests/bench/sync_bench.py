@@ -95,7 +95,7 @@ def seed_local(running, count: int) -> list[str]:  # type: ignore[no-untyped-def
         ids = []
         for i in range(count):
             row = state.records.create(TASKS, state.local_owner, {"title": f"task {i}", "description": "x" * 40}, None)
-            ids.append(row.id)
+            ids.append(row["id"])
         return ids
     finally:
         state.records.on_local_change = hook
