@@ -81,7 +81,7 @@ class LocalSyncStore:
 
     # -- push ------------------------------------------------------------------------------
 
-    def pending(self, limit: int) -> list[Pending]:
+    def pending(self, limit: int, after: int = 0) -> list[Pending]:
         query = (
             select(
                 CHANGES.c.seq,
@@ -92,7 +92,7 @@ class LocalSyncStore:
                 CHANGES.c.stamps,
                 CHANGES.c.base,
             )
-            .where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == self.owner)
+            .where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == self.owner, CHANGES.c.seq > after)
             .order_by(CHANGES.c.seq)
             .limit(limit)
         )

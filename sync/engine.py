@@ -362,22 +362,44 @@ class SyncEngine:
         if pushed or pulled or session.rounds % 10 == 1 or session.diverged:
             await self._check_digest(session)
         self.status.last_round = {
-            "pushed": pushed, "pulled": pulled, "ms": round((time.perf_counter() - started) * 1000, 2)
+            "pushed": pushed,
+            "pulled": pulled,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
         }
         self.history.append(self.status.last_round)
 
     async def _push(self, session: _Session) -> int:
-        total = 0
+        """Push pending changes in batches, in order. While the server applies one batch, the
+        device reads the next and acknowledges the previous one, so neither side waits idle.
+        A batch is acknowledged only after the server answered for it; a retried batch is
+        applied once (change ids)."""
         node = self.store.node.encode()
-        while True:
-            batch = await asyncio.to_thread(self.store.pending, PUSH_BATCH)
-            if not batch:
-                return total
+        total = 0
+        batch = await asyncio.to_thread(self.store.pending, PUSH_BATCH, 0)
+        answered: tuple[list[Any], httpx.Response] | None = None
+        while batch:
             body = b'{"node":"' + node + b'","changes":[' + b",".join(p.wire for p in batch) + b"]}"
-            r = await self._call(session, "POST", "/api/sync/push", content=body)
-            result = orjson.loads(r.content)
-            await asyncio.to_thread(self.store.acknowledge, [p.seq for p in batch], result.get("resolved", []))
+            sending = asyncio.ensure_future(self._call(session, "POST", "/api/sync/push", content=body))
+            try:
+                if answered is not None:
+                    await self._acknowledge(*answered)
+                    answered = None
+                following = await asyncio.to_thread(self.store.pending, PUSH_BATCH, batch[-1].seq)
+                answered = (batch, await sending)
+            finally:
+                if not sending.done():
+                    sending.cancel()
+                    with contextlib.suppress(BaseException):
+                        await sending
             total += len(batch)
+            batch = following
+        if answered is not None:
+            await self._acknowledge(*answered)
+        return total
+
+    async def _acknowledge(self, batch: list[Any], response: httpx.Response) -> None:
+        result = orjson.loads(response.content)
+        await asyncio.to_thread(self.store.acknowledge, [p.seq for p in batch], result.get("resolved", []))
 
     async def _pull(self, session: _Session) -> int:
         """Pull pages until the end of the log. While a page is being applied, the next one is

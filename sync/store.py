@@ -39,8 +39,9 @@ class SyncStore(Protocol):
 
     def sign_out(self) -> None: ...
 
-    def pending(self, limit: int) -> list[Pending]:
-        """The oldest local changes not yet acknowledged by the server, in order."""
+    def pending(self, limit: int, after: int = 0) -> list[Pending]:
+        """The oldest local changes not yet acknowledged by the server, in order, from log
+        position `after` on (so the next batch can be read while one is in flight)."""
 
     def pending_count(self) -> int: ...
 
