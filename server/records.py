@@ -167,8 +167,7 @@ class Records:
         try:
             row = self._insert(spec, owner, record_id, wire)
         except IntegrityError:
-            # The same id created concurrently (a client retrying, say): PostgreSQL refuses
-            # the second insert at commit; it is the same "already exists" as the check below.
+            # The id is taken, by an earlier create or a concurrent one (a client retrying).
             return None
         if row is None:
             return None
@@ -176,12 +175,11 @@ class Records:
         self._after_write(owner, f"{spec.kind}.created", view)
         return view
 
-    def _insert(self, spec: KindSpec, owner: str, record_id: str, wire: dict[str, Any]) -> dict[str, Any] | None:
+    def _insert(self, spec: KindSpec, owner: str, record_id: str, wire: dict[str, Any]) -> dict[str, Any]:
         table = bulk.TABLES[spec.kind]
         with self.db.write() as session:
-            taken = select(table.c.id).where(table.c.owner_id == owner, table.c.id == record_id)
-            if session.execute(taken).first() is not None:
-                return None
+            # No look-up first: a taken id (live or tombstoned) fails the insert on the
+            # primary key, which `create` answers as "already exists".
             stamp = self.clock.now()
             # Creation and update times come from the stamp, as on every replica that merges
             # this change (`bulk.set_fields`), so all replicas show the same times.
