@@ -81,7 +81,8 @@ class SyncServer:
                     bulk.upsert(session, kind, [batch.rows[key] for key in batch.dirty if key[0] == kind])
                 bulk.write_rows(session, CHANGES, batch.log)
         if batch.log:
-            self.hub.publish(owner, "sync.changes", {"last_seq": last})
+            # The pushing device is named so that it can ignore news of its own push.
+            self.hub.publish(owner, "sync.changes", {"last_seq": last, "node": node})
         return PushResponse(
             resolved=self._verdicts(batch, changes),
             accepted=len(fresh),

@@ -546,14 +546,24 @@ class SyncEngine:
                 ) as ws:
                     delay = 1.0
                     self.trigger()  # catch up on anything missed while disconnected
-                    async for _ in ws:
-                        self.trigger()
+                    async for message in ws:
+                        if not self._own_push(message):
+                            self.trigger()
             except asyncio.CancelledError:
                 raise
             except (OSError, WebSocketException, _Offline, _SyncFailed, TimeoutError):
                 pass
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 60.0)
+
+    def _own_push(self, message: str | bytes) -> bool:
+        """Whether a server notification only reports this device's own push."""
+        try:
+            event = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return False
+        data = event.get("data") if isinstance(event, dict) else None
+        return isinstance(data, dict) and event.get("type") == "sync.changes" and data.get("node") == self.store.node
 
     async def _publish(self) -> None:
         if self.on_status is not None:

@@ -64,6 +64,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("notes", schema=None) as batch_op:
         batch_op.create_index("ix_notes_owner_order", ["owner_id", "deleted", "created_ms", "id"], unique=False)
+        batch_op.create_index("ix_notes_digest", ["owner_id", "hash_a", "hash_b"], unique=False)
 
     op.create_table(
         "tasks",
@@ -83,6 +84,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("owner_id", "id"),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.create_index("ix_tasks_digest", ["owner_id", "hash_a", "hash_b"], unique=False)
         batch_op.create_index(
             "ix_tasks_owner_order",
             ["owner_id", "deleted", sa.text("(due_date IS NULL)"), "due_date", "created_ms", "id"],
@@ -101,10 +103,12 @@ def downgrade() -> None:
     op.drop_table("user_seqs")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_index("ix_tasks_owner_order")
+        batch_op.drop_index("ix_tasks_digest")
 
     op.drop_table("tasks")
     with op.batch_alter_table("notes", schema=None) as batch_op:
         batch_op.drop_index("ix_notes_owner_order")
+        batch_op.drop_index("ix_notes_digest")
 
     op.drop_table("notes")
     op.drop_table("meta")
