@@ -85,6 +85,35 @@ def set_fields(kind: str, row: dict[str, Any], fields: dict[str, Any], stamps: d
     row["hash_a"], row["hash_b"] = record_hash(kind, row["id"], fields_of(kind, row))
 
 
+def change_row(
+    owner: str,
+    change_id: str,
+    kind: str,
+    record_id: str,
+    fields: dict[str, Any],
+    stamps: dict[str, str],
+    base: dict[str, str] | None,
+    node: str,
+    ms: int,
+    pushed: bool,
+    user_seq: int | None = None,
+) -> dict[str, Any]:
+    """One row of the change log (`changes`), as the REST writes and the sync push store it."""
+    return {
+        "owner_id": owner,
+        "change_id": change_id,
+        "kind": kind,
+        "record_id": record_id,
+        "fields": orjson.dumps(fields).decode(),
+        "stamps": orjson.dumps(stamps).decode(),
+        "base": orjson.dumps(base).decode() if base else None,
+        "node": node,
+        "created_ms": ms,
+        "pushed": pushed,
+        "user_seq": user_seq,
+    }
+
+
 def _columns(table: Table) -> list[str]:
     return [column.name for column in table.c if not (column.primary_key and column.autoincrement is True)]
 

@@ -257,19 +257,10 @@ class Records:
         ms: int,
         base: dict[str, str] | None = None,
     ) -> None:
-        change = {
-            "owner_id": owner,
-            "change_id": new_id(),
-            "kind": spec.kind,
-            "record_id": record_id,
-            "fields": orjson.dumps(fields).decode(),
-            "stamps": orjson.dumps(stamps).decode(),
-            "base": orjson.dumps(base).decode() if base else None,
-            "node": self.clock.node,
-            "created_ms": ms,
-            "pushed": self.server_mode,
-            "user_seq": next_user_seq(session, owner, 1) if self.server_mode else None,
-        }
+        user_seq = next_user_seq(session, owner, 1) if self.server_mode else None
+        change = bulk.change_row(
+            owner, new_id(), spec.kind, record_id, fields, stamps, base, self.clock.node, ms, self.server_mode, user_seq
+        )
         session.execute(insert(CHANGES), change)
 
 

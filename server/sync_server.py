@@ -171,21 +171,8 @@ class SyncServer:
         stamps: dict[str, str],
         base: dict[str, str] | None,
     ) -> None:
-        batch.log.append(
-            {
-                "owner_id": batch.owner,
-                "change_id": change_id,
-                "kind": kind,
-                "record_id": rid,
-                "fields": orjson.dumps(fields).decode(),
-                "stamps": orjson.dumps(stamps).decode(),
-                "base": orjson.dumps(base).decode() if base else None,
-                "node": node,
-                "created_ms": batch.now,
-                "pushed": True,
-                "user_seq": None,
-            }
-        )
+        row = bulk.change_row(batch.owner, change_id, kind, rid, fields, stamps, base, node, batch.now, pushed=True)
+        batch.log.append(row)
         for name in TEXT_FIELDS[kind]:
             if name in fields:
                 batch.texts[(kind, rid, name, stamps[name])] = fields[name]
