@@ -29,7 +29,7 @@ from sync.digest import record_hash
 from sync.hlc import HybridClock
 from sync.ids import new_id
 from sync.merge import merge_fields
-from sync.schema import FIELDS, TEXT_FIELDS
+from sync.schema import TEXT_FIELDS
 
 Row = Task | Note
 CHANGES = Change.__table__  # type: ignore[attr-defined]
@@ -46,10 +46,6 @@ class KindSpec:
     search_columns: tuple[str, ...]
     order_by: Callable[[type[Row]], list[Any]]
 
-    @property
-    def synced_fields(self) -> tuple[str, ...]:
-        return FIELDS[self.kind]
-
 
 def _task_order(m: type[Row]) -> list[Any]:
     # Dated tasks first, soonest first; then undated; creation order breaks ties.
@@ -62,7 +58,6 @@ def _note_order(m: type[Row]) -> list[Any]:
 
 TASKS = KindSpec("task", Task, ("title", "description"), _task_order)
 NOTES = KindSpec("note", Note, ("title", "body"), _note_order)
-SPECS = {"task": TASKS, "note": NOTES}
 
 
 READ_FIELDS = {
@@ -88,17 +83,9 @@ def _wire_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def row_fields(row: Row, kind: str) -> dict[str, Any]:
-    """A row's synced fields as they travel on the wire."""
-    out: dict[str, Any] = {}
-    for name in FIELDS[kind]:
-        out[name] = ms_to_iso(row.created_ms) if name == "created_at" else getattr(row, name)
-    return out
-
-
 def rehash(row: Row, kind: str) -> None:
     """Refresh the row's share of the digest after its fields changed."""
-    row.hash_a, row.hash_b = record_hash(kind, row.id, row_fields(row, kind))
+    row.hash_a, row.hash_b = record_hash(kind, row.id, bulk.fields_of(kind, row.__dict__))
 
 
 @dataclass

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from server.settings import Settings
-from tests.servers import ROOT, Running, ferry_server_process
+from tests.servers import ROOT, Running, ferry_server_process, stop_process
 
 EXTERNAL_URL = re.compile(r"""(?:https?:|wss?:)?//[A-Za-z0-9\[]""")
 
@@ -192,14 +192,7 @@ class Desktop:
     runtime: dict[str, Any]
 
     def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, signal.SIGTERM, timeout)
 
 
 def wait_runtime(data_dir: Path, proc: subprocess.Popen[bytes], output: Path, timeout: float = 30) -> dict[str, Any]:
