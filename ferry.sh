@@ -18,9 +18,10 @@ RUN_DEBS=(python3-venv libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libnss3 l
           libxrandr2 libxtst6 libxkbfile1 libasound2 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
           libxcb-shape0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3 libglib2.0-0
           libgssapi-krb5-2)
-# The window tests run the app under Xvfb; the deployment tests use nginx, systemd-analyze,
+# The window tests run the app under Xvfb; the UI tests drive Debian's Chromium through
+# Playwright; the deployment tests use nginx, systemd-analyze,
 # pg_dump/pg_restore (backup) and openssl (a throwaway certificate).
-TEST_DEBS=("${RUN_DEBS[@]}" xvfb nginx systemd postgresql-client openssl)
+TEST_DEBS=("${RUN_DEBS[@]}" xvfb chromium nginx systemd postgresql-client openssl)
 
 case "$action" in
   run) debs=("${RUN_DEBS[@]}") ;;

@@ -94,6 +94,8 @@ class Filters:
     q: str | None = None
     due_before: date | None = None
     due_after: date | None = None
+    #: only conflict copies (True) or only records that are not (False)
+    conflicts: bool | None = None
 
 
 def _escape_like(value: str) -> str:
@@ -130,6 +132,8 @@ class Records:
         if filters.q:
             pattern = f"%{_escape_like(filters.q)}%"
             query = query.where(or_(*(getattr(m, c).ilike(pattern, escape="\\") for c in spec.search_columns)))
+        if filters.conflicts is not None:
+            query = query.where(m.conflict_of.is_not(None) if filters.conflicts else m.conflict_of.is_(None))  # type: ignore[union-attr]
         if spec.kind == "task":
             if filters.due_before is not None:
                 query = query.where(m.due_date < filters.due_before.isoformat())  # type: ignore[union-attr]
@@ -203,6 +207,24 @@ class Records:
             self._apply_local(session, spec, row, {"deleted": True})
         self._after_write(owner, f"{spec.kind}.deleted", {"id": record_id})
         return True
+
+    def restore(self, spec: KindSpec, owner: str, record_id: str) -> dict[str, Any] | None:
+        """Bring a deleted record back (the UI's Undo); None if there never was such a record.
+
+        Deletion is a field with its own stamp (sync rule 3), so a restore is a later write of
+        that field and syncs like any other edit.
+        """
+        with self.db.write() as session:
+            row = session.get(spec.model, (owner, record_id))
+            if row is None:
+                return None
+            was_deleted = row.deleted
+            if was_deleted:
+                self._apply_local(session, spec, row, {"deleted": False})
+            view = to_read(row)
+        if was_deleted:
+            self._after_write(owner, f"{spec.kind}.created", view)
+        return view
 
     def _after_write(self, owner: str, event: str, data: dict[str, Any]) -> None:
         # Pages on the desktop listen on one channel whoever is signed in; on the server,

@@ -23,6 +23,7 @@ MAX_SKIP = 1_000_000_000
 Skip = Annotated[int, Query(ge=0, le=MAX_SKIP, description="Records to skip")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Records to return (≤ 500)")]
 Q = Annotated[SearchText | None, Query(description="Text to look for in the title and text")]
+Conflicts = Annotated[bool | None, Query(description="Only conflict copies (true) or only the rest (false)")]
 RecordId = Annotated[UUID, Path(description="The record's UUID")]
 
 
@@ -116,5 +117,17 @@ def build_router(
         if not state.records.delete(spec, owner, str(id)):
             raise not_found()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post(
+        "/{id}/restore",
+        response_model=read_model,
+        summary=f"Restore a deleted {name} (undo a delete)",
+        responses={**NOT_FOUND, **INPUT},
+    )
+    def restore_record(state: StateDep, owner: OwnerDep, id: RecordId) -> Response:
+        view = state.records.restore(spec, owner, str(id))
+        if view is None:
+            raise not_found()
+        return _json(view)
 
     return router

@@ -1,0 +1,353 @@
+// The Notes section: the list (All, Not done, Done, Conflicts; search), and an editor that saves
+// while you type. Saves are debounced, never overlap, and are flushed when the note changes,
+// the page hides or the window closes (`flush()`), so no keystroke is lost.
+
+import { api, ApiError, clearErrors, showErrors } from "./api.js";
+import * as live from "./live.js";
+import { noteRow } from "./render.js";
+import { toast } from "./toast.js";
+import { VirtualList } from "./vlist.js";
+import { openConflict } from "./conflicts.js";
+
+const ROW_HEIGHT = 56;
+const DEBOUNCE_MS = 400;
+const MAX_WAIT_MS = 2000;
+const $ = (id) => document.getElementById(id);
+
+let view = "all";
+let query = "";
+let list;
+let refreshTimer = 0;
+
+/** The open note: `note` is the last version the API confirmed; `dirty` the fields typed since. */
+let open = null;
+let saveTimer = 0;
+let firstDirtyAt = 0;
+let saving = Promise.resolve();
+
+const INPUTS = { title: "note-title", body: "note-body" };
+
+function viewParams() {
+  const params = { q: query || undefined };
+  if (view === "open") params.completed = false;
+  if (view === "done") params.completed = true;
+  if (view === "conflicts") params.conflicts = true;
+  return params;
+}
+
+export function refreshSoon() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = 0;
+    refresh();
+  }, 16);
+}
+
+export function refresh() {
+  refreshConflictCount();
+  return list.refresh().catch((err) => toast(`Could not load notes: ${err.message}`));
+}
+
+async function refreshConflictCount() {
+  try {
+    const { total } = await api.list("/api/notes", { conflicts: true, limit: 1 });
+    document.querySelector('#notes-view [data-view="conflicts"]').hidden = total === 0 && view !== "conflicts";
+    document.querySelector('[data-count="note-conflicts"]').textContent = `(${total})`;
+  } catch {
+    // the list's own error says the API is down
+  }
+}
+
+function setView(name) {
+  view = name;
+  for (const tab of document.querySelectorAll("#notes-view [role=tab]")) {
+    tab.setAttribute("aria-selected", String(tab.dataset.view === name));
+    tab.tabIndex = tab.dataset.view === name ? 0 : -1;
+  }
+  list.reset().catch(() => {});
+}
+
+export function setQuery(text) {
+  if (text === query) return;
+  query = text;
+  list.reset().catch(() => {});
+}
+
+// -- saving -------------------------------------------------------------------------------------
+
+function setSaveState(text) {
+  $("note-save-state").textContent = text;
+}
+
+function scheduleSave() {
+  const now = Date.now();
+  if (!firstDirtyAt) firstDirtyAt = now;
+  clearTimeout(saveTimer);
+  // While someone types without pause, a save still goes out every couple of seconds.
+  const wait = Math.min(DEBOUNCE_MS, Math.max(0, firstDirtyAt + MAX_WAIT_MS - now));
+  saveTimer = setTimeout(() => save(), wait);
+}
+
+/** Saves what is typed in the open note; saves run one after another. */
+function save({ keepalive = false } = {}) {
+  clearTimeout(saveTimer);
+  firstDirtyAt = 0;
+  saving = saving.then(() => saveNow(keepalive));
+  return saving;
+}
+
+async function saveNow(keepalive) {
+  const current = open;
+  if (!current || current.dirty.size === 0) return;
+  const form = $("note-form");
+  const body = {};
+  for (const name of current.dirty) body[name] = $(INPUTS[name]).value;
+  let titleWaits = false;
+  if ("title" in body && !body.title.trim()) {
+    // The text still saves; the title waits until it has one.
+    delete body.title;
+    titleWaits = true;
+    showErrors(form, new ApiError(422, "title: required", { title: "A note needs a title" }));
+    setSaveState("Not saved");
+    if (Object.keys(body).length === 0) return;
+  }
+  current.dirty.clear();
+  if (titleWaits) current.dirty.add("title");
+  Object.assign(current.sent, body);
+  current.inflight += 1;
+  setSaveState("Saving…");
+  try {
+    if (current.deleted) {
+      await api.post(`/api/notes/${current.note.id}/restore`);
+      current.deleted = false;
+      $("note-banner").hidden = true;
+    }
+    current.note = await api.patch(`/api/notes/${current.note.id}`, body, { keepalive });
+    if ("title" in body) clearErrors(form);
+    if (open === current && current.dirty.size === 0) setSaveState("Saved");
+  } catch (err) {
+    // Nothing typed is dropped: the fields stay dirty and the next keystroke or flush retries.
+    for (const name of Object.keys(body)) current.dirty.add(name);
+    if (open === current) {
+      showErrors(form, err);
+      setSaveState(err.status === 422 ? "Not saved" : `Not saved: ${err.message}`);
+      if (err.status !== 422) saveTimer = setTimeout(() => save(), 2000);
+    }
+  } finally {
+    current.inflight -= 1;
+  }
+}
+
+/** Saves anything not yet saved; the desktop window calls this before it closes. */
+export function flush() {
+  return save({ keepalive: true });
+}
+
+// -- the editor ---------------------------------------------------------------------------------
+
+export async function openNote(note, { focusField = "note-body" } = {}) {
+  if (open && open.note.id !== note.id) await save();
+  open = { note, dirty: new Set(), deleted: false, inflight: 0, sent: {} };
+  clearErrors($("note-form"));
+  $("note-title").value = note.title;
+  $("note-body").value = note.body;
+  $("note-done").checked = note.done;
+  $("note-banner").hidden = true;
+  $("note-resolve").hidden = !note.conflict_of;
+  $("note-editor").hidden = false;
+  setSaveState("");
+  if (focusField) $(focusField).focus();
+}
+
+async function closeNote({ focusList = false } = {}) {
+  await save();
+  open = null;
+  $("note-editor").hidden = true;
+  if (focusList) list.focusActive();
+}
+
+function onInput(event) {
+  if (!open) return;
+  const name = event.target.name;
+  if (!(name in INPUTS)) return;
+  open.dirty.add(name);
+  setSaveState("Edited");
+  scheduleSave();
+}
+
+/** Sets a field's text without moving the caret further than the text moved. */
+function setText(el, text) {
+  if (el.value === text) return;
+  const focused = document.activeElement === el;
+  const { selectionStart, selectionEnd } = el;
+  el.value = text;
+  if (focused) el.setSelectionRange(Math.min(selectionStart, text.length), Math.min(selectionEnd, text.length));
+}
+
+/** A live event about the open note: text the person has not touched takes the new version. */
+function updateOpen(type, data) {
+  if (!open || data.id !== open.note.id) return;
+  if (type === "note.deleted") {
+    open.deleted = true;
+    if (open.dirty.size === 0) {
+      open = null;
+      $("note-editor").hidden = true;
+      toast("The open note was deleted elsewhere");
+      return;
+    }
+    $("note-banner").textContent = "This note was deleted elsewhere. Keep typing to keep it.";
+    $("note-banner").hidden = false;
+    return;
+  }
+  open.deleted = false;
+  const kept = [];
+  for (const [name, id] of Object.entries(INPUTS)) {
+    const busy = open.dirty.has(name) || open.inflight > 0;
+    if (!busy) {
+      setText($(id), data[name]);
+      continue;
+    }
+    const theirs = data[name];
+    // Our own save coming back, or nothing new: no conflict.
+    if (theirs === $(id).value || theirs === open.sent[name] || theirs === open.note[name]) continue;
+    kept.push(name);
+  }
+  if (kept.length) keepTheirs(data);
+  if (!open.dirty.size) open.note = data;
+  $("note-done").checked = data.done;
+  $("note-resolve").hidden = !data.conflict_of;
+}
+
+/** Another device or window changed the text being typed: what the person types stays in place
+ * and the other version is kept as a note of its own, so neither is lost (sync rule 4). */
+async function keepTheirs(data) {
+  try {
+    const copy = await api.post("/api/notes", { title: `${data.title} (other version)`.slice(0, 200), body: data.body });
+    $("note-banner").textContent = `This note changed elsewhere while you typed. That version is kept as “${copy.title}”.`;
+    $("note-banner").hidden = false;
+  } catch (err) {
+    toast(`Could not keep the other version: ${err.message}`);
+  }
+}
+
+async function newNote() {
+  try {
+    const note = await api.post("/api/notes", { title: "Untitled", body: "" });
+    if (view !== "all" && view !== "open") setView("all");
+    await list.refresh();
+    const index = list.indexOfId(note.id);
+    if (index >= 0) list.setActive(index);
+    await openNote(note, { focusField: "note-title" });
+    $("note-title").select();
+  } catch (err) {
+    toast(`Could not create a note: ${err.message}`);
+  }
+}
+
+async function toggleDone(note) {
+  const done = !note.done;
+  list.patchItem(note.id, { done });
+  try {
+    const saved = await api.patch(`/api/notes/${note.id}`, { done });
+    if (open && open.note.id === note.id) $("note-done").checked = saved.done;
+  } catch (err) {
+    list.patchItem(note.id, { done: note.done });
+    toast(`Could not change “${note.title}”: ${err.message}`);
+  }
+}
+
+async function remove(note) {
+  if (open && open.note.id === note.id) {
+    await save();
+    open = null;
+    $("note-editor").hidden = true;
+  }
+  try {
+    await api.del(`/api/notes/${note.id}`);
+  } catch (err) {
+    if (err.status !== 404) {
+      toast(`Could not delete “${note.title}”: ${err.message}`);
+      return;
+    }
+  }
+  refresh();
+  list.focusActive();
+  toast(`Deleted “${note.title}”`, {
+    undo: async () => {
+      try {
+        const restored = await api.post(`/api/notes/${note.id}/restore`);
+        await list.refresh();
+        const at = list.indexOfId(restored.id);
+        if (at >= 0) await list.reveal(at, restored.id);
+        list.focusActive();
+      } catch (err) {
+        toast(`Could not undo: ${err.message}`);
+      }
+    },
+  });
+}
+
+export function focusList() {
+  list.setActive(list.active, { focus: true });
+}
+
+export { newNote };
+
+export async function initNotes() {
+  list = new VirtualList({
+    container: $("note-list"),
+    rowHeight: ROW_HEIGHT,
+    fetchPage: (skip, limit) => api.list("/api/notes", { ...viewParams(), skip, limit }),
+    renderRow: noteRow,
+    onTotal: (total) => {
+      $("note-count").textContent = `${total} ${total === 1 ? "note" : "notes"}`;
+      $("note-empty").hidden = total > 0;
+    },
+    actions: {
+      open: (note, { keyboard }) => openNote(note, { focusField: keyboard ? "note-body" : null }),
+      toggle: toggleDone,
+      remove,
+    },
+  });
+  for (const tab of document.querySelectorAll("#notes-view [role=tab]")) {
+    tab.addEventListener("click", () => setView(tab.dataset.view));
+  }
+  $("new-note").addEventListener("click", newNote);
+  const form = $("note-form");
+  form.addEventListener("input", onInput);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    save();
+  });
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      closeNote({ focusList: true });
+    } else if (event.key === "Enter" && event.target.id === "note-title") {
+      event.preventDefault();
+      save();
+      $("note-body").focus();
+    } else if (event.key === "s" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      save();
+    }
+  });
+  $("note-done").addEventListener("change", () => open && toggleDone({ ...open.note, done: !$("note-done").checked }));
+  $("note-delete").addEventListener("click", () => open && remove(open.note));
+  $("note-resolve").addEventListener("click", async () => {
+    if (!open) return;
+    await save();
+    openConflict("note", open.note, (kept) => openNote(kept));
+  });
+  // Leaving the page (or the window hiding) sends what is typed at once.
+  window.addEventListener("pagehide", () => flush());
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) flush();
+  });
+  live.on("note.*", (data, type) => {
+    updateOpen(type, data);
+    refreshSoon();
+  });
+  live.on("resync", () => refresh());
+  await list.reset();
+}
