@@ -30,6 +30,8 @@ log = logging.getLogger("ferry.window")
 
 ICON = Path(__file__).resolve().parent / "assets" / "ferry.png"
 TITLE = "Ferry"
+#: how long closing waits for the page to save what is being typed (a note mid-edit)
+FLUSH_SECONDS = 1.0
 # Shown for the fraction of a second before the local API answers; no script, no network.
 SPLASH = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="color-scheme" content="light dark"><title>Ferry</title>
@@ -65,6 +67,8 @@ class Window:
         self._window = None
         self._ready_logged = False
         self._raise = False
+        self._close_asked = False
+        self._flushed = False
 
     # -- called from other threads -------------------------------------------------------------
 
@@ -103,6 +107,7 @@ class Window:
 
         window = webview.create_window(TITLE, html=SPLASH, width=1100, height=760, min_size=(480, 360))
         self._window = window
+        window.events.closing += self._closing
         window.events.closed += self.close
         window.events.shown += self._shown
         _wake_on_signals(self.close)
@@ -112,6 +117,40 @@ class Window:
             self.close()
             log.info("window closed %.0f ms after launch", self._since_launch())
 
+    def _closing(self) -> bool:
+        """The person closed the window: hold it until the page has saved (see `_flush_page`)."""
+        if self._flushed:
+            return True
+        self._close_asked = True
+        self._wake.set()
+        return False  # cancels this close; `_drive` closes it once the page is flushed
+
+    def _flush_page(self) -> None:
+        """Asks the page to save what is typed but not yet saved, and waits (bounded) for it.
+
+        `run_js`, not `evaluate_js`: the latter wraps the script in `eval`, which the page's
+        Content-Security-Policy forbids. Each call blocks until Qt answers, so they run in a
+        thread that the deadline abandons if the page is stuck.
+        """
+        window = self._window
+        if window is None or self._flushed:
+            return
+        self._flushed = True
+        deadline = time.monotonic() + FLUSH_SECONDS
+
+        def flush() -> None:
+            with contextlib.suppress(Exception):
+                window.run_js("window.ferry && window.ferry.flush() && 0")
+                while time.monotonic() < deadline:
+                    if str(window.run_js("window.ferry && window.ferry.busy() ? '1' : '0'")) != "1":
+                        return
+                    time.sleep(0.02)
+
+        worker = threading.Thread(target=flush, name="ferry-flush", daemon=True)
+        worker.start()
+        worker.join(FLUSH_SECONDS + 0.2)
+        log.info("page flushed before closing (%.0f ms after launch)", self._since_launch())
+
     def _drive(self) -> None:
         """pywebview's worker thread: navigate once the API is up, raise on request, close on stop."""
         window = self._window
@@ -120,10 +159,13 @@ class Window:
         while True:
             self._wake.wait()
             self._wake.clear()
-            if self.stop.is_set():
+            if self.stop.is_set() or self._close_asked:
+                self._flush_page()
                 with contextlib.suppress(Exception):
                     window.destroy()
-                return
+                if self.stop.is_set():
+                    return
+                continue
             if self._raise:
                 self._raise = False
                 with contextlib.suppress(Exception):

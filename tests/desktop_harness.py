@@ -19,6 +19,7 @@ import os
 import select
 import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -429,6 +430,7 @@ def screenshot(display: str, path: Path) -> Path:
 
 TITLE = "Ferry"
 TASK = "Bought milk through the window"
+NOTE_TEXT = "typed a moment before the window closed"
 
 
 def _close_and_check(app: App, how: str, display: str) -> float:
@@ -477,7 +479,7 @@ def window_round_trip(command: list[str], data_dir: Path, display: str, label: s
             page.type_text(TASK)
             page.press_enter()
             shown = page.wait_for(
-                f"[...document.querySelectorAll('#tasks li')].some(li => li.textContent === {TASK!r})"
+                f"[...document.querySelectorAll('#task-list .row .title')].some(t => t.textContent === {TASK!r})"
             )
             assert shown
         with first.api() as api:
@@ -494,7 +496,18 @@ def window_round_trip(command: list[str], data_dir: Path, display: str, label: s
         find_window(display, TITLE)
 
         figures["screenshot"] = str(screenshot(display, ARTIFACTS / f"{label}-window.png").relative_to(ROOT))
+        with Page(debug_port, info["url"]) as page:
+            # A note typed just before closing, well inside the editor's autosave pause: the
+            # window asks the page to save it before it goes (desktop/window.py `_flush_page`).
+            page.evaluate("document.getElementById('tab-notes').click()")
+            page.evaluate("document.getElementById('new-note').click()")
+            page.wait_for("document.activeElement && document.activeElement.id === 'note-title'")
+            page.evaluate("document.getElementById('note-body').focus()")
+            page.type_text(NOTE_TEXT)
         figures[f"exit_after_{closings[0]}_s"] = round(_close_and_check(first, closings[0], display), 3)
+        with contextlib.closing(sqlite3.connect(data_dir / "ferry.db")) as db:
+            bodies = [row[0] for row in db.execute("SELECT body FROM notes WHERE deleted = 0")]
+        assert bodies == [NOTE_TEXT], bodies
     finally:
         first.stop()
 
@@ -503,7 +516,9 @@ def window_round_trip(command: list[str], data_dir: Path, display: str, label: s
         try:
             figures[f"ready_before_{how}_s"] = round(again.wait_ready(90), 3)
             with Page(debug_port, again.runtime()["url"]) as page:
-                titles = page.wait_for("[...document.querySelectorAll('#tasks li')].map(li => li.textContent)")
+                titles = page.wait_for(
+                    "[...document.querySelectorAll('#task-list .row .title')].map(t => t.textContent)"
+                )
             assert titles == [TASK]
             figures[f"exit_after_{how}_s"] = round(_close_and_check(again, how, display), 3)
         finally:

@@ -211,6 +211,10 @@ class RecordsContract:
         for kind in KINDS:
             self._delete_leaves_a_tombstone(api, kind)
 
+    def test_restore_undoes_a_delete(self, api: Api) -> None:
+        for kind in KINDS:
+            self._restore_undoes_a_delete(api, kind)
+
     def test_validation(self, api: Api) -> None:
         for kind in KINDS:
             self._title_is_trimmed_and_bounded(api, kind)
@@ -388,6 +392,32 @@ class RecordsContract:
         assert stamps["deleted"] > stamps["title"]
         live = api.stored(kind, keep["id"])
         assert live is not None and bool(live["deleted"]) is False
+
+    def _restore_undoes_a_delete(self, api: Api, kind: Kind) -> None:
+        record = api.create(kind, title="undo me", **{kind.text: "text survives"})
+        url = kind.url(record["id"])
+        assert api.client.delete(url).status_code == 204
+        before = len(api.changes(record["id"]))
+
+        restored = api.client.post(f"{url}/restore")
+        assert restored.status_code == 200, restored.text
+        body = restored.json()
+        assert (body["id"], body["title"], body[kind.text]) == (record["id"], "undo me", "text survives")
+        assert api.get(kind, record["id"]) == body
+        assert record["id"] in [item["id"] for item in api.listing(kind)]
+        stored = api.stored(kind, record["id"])
+        assert stored is not None and bool(stored["deleted"]) is False
+        stamps = orjson.loads(stored["stamps"])
+        assert stamps["deleted"] > stamps["title"]  # a later write of the deletion field: it syncs
+        log = api.changes(record["id"])
+        assert len(log) == before + 1 and log[-1]["fields"] == {"deleted": False}
+
+        # Restoring a live record changes nothing; an unknown id is a 404; a bad id a 422.
+        again = api.client.post(f"{url}/restore")
+        assert again.status_code == 200 and again.json() == body
+        assert len(api.changes(record["id"])) == before + 1
+        assert_404(api.client.post(f"{kind.url(uuid.uuid4())}/restore"), kind)
+        assert_422(api.client.post(f"{kind.path}/not-a-uuid/restore"), "id")
 
     # -- validation -----------------------------------------------------------------------
 
@@ -728,3 +758,21 @@ class TestServer(RecordsContract):
     def api(self, server_app: Running) -> Iterator[Api]:
         with signed_in(server_app) as user:
             yield Api(user.client, server_app, user.user_id)
+
+
+def test_conflicts_filter_lists_only_conflict_copies(local_app: Running, local_client: httpx.Client) -> None:
+    """`conflicts=true` finds the copies sync rule 4 leaves (the UI's Conflicts view)."""
+    api = Api(local_client, local_app, "")
+    for kind in KINDS:
+        original = api.create(kind, title="original")
+        copy = api.create(kind, title="copy")
+        plain = api.create(kind, title="plain")
+        # Copies are made by the sync merge; here the column is set directly on the file.
+        path = local_app.settings.resolved_data_dir() / "ferry.db"
+        with closing(sqlite3.connect(path, timeout=5)) as conn, conn:
+            conn.execute(f"UPDATE {kind.table} SET conflict_of = ? WHERE id = ?", (original["id"], copy["id"]))
+        assert [item["id"] for item in api.listing(kind, conflicts="true")] == [copy["id"]]
+        assert api.listing(kind, conflicts="true")[0]["conflict_of"] == original["id"]
+        rest = {item["id"] for item in api.listing(kind, conflicts="false")}
+        assert rest == {original["id"], plain["id"]}
+        assert_422(local_client.get(kind.path, params={"conflicts": "maybe"}), "conflicts")

@@ -83,7 +83,7 @@ async function start() {
   $("search").addEventListener("input", onSearchInput);
   document.addEventListener("keydown", onGlobalKey);
   // The desktop window calls this before it closes, so a note being typed is saved.
-  window.ferry = { flush: () => notes.flush() };
+  window.ferry = { flush: () => notes.flush(), busy: () => notes.busy() };
   live.connect();
   initSettings();
   initSync();

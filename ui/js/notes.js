@@ -143,6 +143,11 @@ export function flush() {
   return save({ keepalive: true });
 }
 
+/** True while a save is on its way to the API. */
+export function busy() {
+  return !!open && open.inflight > 0;
+}
+
 // -- the editor ---------------------------------------------------------------------------------
 
 export async function openNote(note, { focusField = "note-body" } = {}) {

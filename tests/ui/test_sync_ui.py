@@ -1,0 +1,407 @@
+"""Sync in the browser: the badge follows a real shared server going away and coming back,
+connect errors sit next to the field they are about, a real conflict copy can be found and
+resolved (keep a version, or merge by hand), and the theme setting applies and is kept.
+
+The shared servers are real (`python -m server` subprocesses, or the server-mode app in this
+process); the desktop side is the real local API with its sync engine; conflict copies come
+from two real devices editing the same text offline (`tests/syncworld.py`). Every wait is
+bounded and every server, device and browser context is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, Page, expect
+
+from tests.servers import (
+    ROOT,
+    Process,
+    ferry_server_process,
+    free_port,
+    local_settings,
+    serve,
+    server_settings,
+    wait_healthy,
+)
+from tests.syncworld import BODY_LINES_SEP if False else PASSWORD  # noqa: F401  (the shared test password)
+from tests.syncworld import Device, sync_world
+from tests.ui.conftest import UI, screenshot
+
+WAIT_MS = 10_000  # a sync round, or an offline verdict after the back-off, fits well inside
+UP_TO_DATE = re.compile(r"^Up to date · \d{1,2}:\d{2}(\s?[AP]M)?$")
+BODY = "line one\nline two\nline three\nline four\n"
+
+
+@contextmanager
+def browser_on(app, browser: Browser) -> Iterator[UI]:  # type: ignore[no-untyped-def]
+    """Like the `ui` fixture, for a local app this test started itself (a syncing device)."""
+    harness = UI(app, browser)
+    try:
+        yield harness
+    finally:
+        errors = []
+        for page in harness.pages:
+            errors += getattr(page, "ferry_errors", [])
+            page.context.close()
+        assert not errors, f"the page threw: {errors}"
+
+
+@contextmanager
+def server_again(data_dir: Path, port: int) -> Iterator[Process]:
+    """`python -m server` once more on the same port and data directory (same key, same users)."""
+    log = data_dir / "server-again.log"
+    env = {**os.environ, "FERRY_SECRET_KEY": "k" * 64}  # what ferry_server_process gives it
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+    running = Process(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_healthy(running.url, proc)
+        yield running
+    finally:
+        running.stop()
+
+
+def badge(page: Page):  # type: ignore[no-untyped-def]
+    return page.locator("#sync-badge")
+
+
+# -- (1) the badge: signed out → up to date → offline → up to date ---------------------------
+
+
+def test_sync_badge_follows_the_server_going_and_coming_back(browser: Browser, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        server = stack.enter_context(ferry_server_process(tmp_path / "server"))
+        port = int(server.url.rsplit(":", 1)[1])
+        app = stack.enter_context(serve(local_settings(tmp_path / "local", use_keyring=False)))
+        ui = stack.enter_context(browser_on(app, browser))
+        page = ui.open_page()
+        expect(page.locator("html")).to_have_attribute("data-live", "open")
+
+        expect(badge(page)).to_have_attribute("data-state", "signed_out")
+        expect(page.locator("#sync-text")).to_have_text("Signed out")
+        expect(page.locator("#sync-pending")).to_be_hidden()
+
+        # Connect through the dialog, creating the account on the way.
+        badge(page).click()
+        dialog = page.locator("#sync-dialog")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#connect-form")).to_be_visible()
+        expect(page.locator("#sync-signed-in")).to_be_hidden()
+        expect(page.locator("#connect-url")).to_be_focused()
+        page.locator("#connect-url").fill(server.url)
+        page.locator("#connect-username").fill("alice")
+        page.locator("#connect-password").fill(PASSWORD)
+        page.get_by_label("Create account").check()
+        page.locator("#connect-submit").click()
+
+        expect(page.locator("#sync-signed-in")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#connect-form")).to_be_hidden()
+        expect(page.locator("#sync-server")).to_have_text(server.url)
+        expect(page.locator("#sync-user")).to_have_text("alice")
+        expect(badge(page)).to_have_attribute("data-state", "idle", timeout=WAIT_MS)
+        expect(page.locator("#sync-text")).to_have_text(UP_TO_DATE)
+        expect(page.locator("#sync-state")).to_have_text(UP_TO_DATE)
+        expect(page.locator("#sync-last")).not_to_have_text("Not yet")
+        expect(page.locator("#connect-password")).to_have_value("")  # not left in the page
+        expect(page.locator("#sync-now")).to_be_focused()
+        screenshot(page, "sync-dialog")
+
+        # The server stops: the next round finds it gone and the badge says Offline.
+        server.stop()
+        page.locator("#sync-now").click()
+        expect(badge(page)).to_have_attribute("data-state", "offline", timeout=WAIT_MS)
+        expect(page.locator("#sync-text")).to_have_text("Offline")
+        expect(page.locator("#sync-state")).to_have_text("Offline")
+        expect(page.locator("#sync-error")).not_to_be_empty()
+        dialog.locator(".close-dialog").first.click()
+        expect(dialog).to_be_hidden()
+
+        # A change made meanwhile waits, and the badge says so.
+        with app.client() as api:
+            made = api.post("/api/tasks", json={"title": "Made while the server was down"})
+            assert made.status_code == 201, made.text
+            expect(page.locator("#sync-pending")).to_be_visible(timeout=WAIT_MS)
+            expect(page.locator("#sync-pending")).to_have_text("1 waiting")
+            expect(badge(page)).to_have_attribute("data-state", "offline", timeout=WAIT_MS)
+            expect(badge(page)).to_have_attribute("title", re.compile(r"^Offline — "))
+            screenshot(page, "badge-offline")
+            assert api.get("/api/sync/status").json()["state"] in ("offline", "syncing")
+
+            # The server comes back where it was: Sync now brings the badge back to up to date.
+            stack.enter_context(server_again(tmp_path / "server", port))
+            badge(page).click()
+            expect(dialog).to_be_visible()
+            page.locator("#sync-now").click()
+            expect(badge(page)).to_have_attribute("data-state", "idle", timeout=WAIT_MS)
+            expect(page.locator("#sync-text")).to_have_text(UP_TO_DATE)
+            expect(page.locator("#sync-pending")).to_be_hidden()
+            expect(page.locator("#sync-error")).to_be_empty()
+            expect(page.locator("#sync-waiting")).to_have_text("0")
+            status = api.get("/api/sync/status").json()
+            assert status["state"] == "idle" and status["pending_changes"] == 0, status
+        # What was made offline reached the server.
+        with httpx.Client(base_url=server.url, timeout=10) as anon:
+            token = anon.post("/api/auth/token", data={"username": "alice", "password": PASSWORD}).json()
+            tasks = anon.get("/api/tasks", headers={"Authorization": f"Bearer {token['access_token']}"}).json()
+        assert [t["title"] for t in tasks] == ["Made while the server was down"]
+
+
+# -- (2) connect errors sit next to their field ----------------------------------------------
+
+
+def test_connect_errors_show_next_to_the_field(browser: Browser, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        server = stack.enter_context(serve(server_settings(tmp_path / "server")))
+        with httpx.Client(base_url=server.url, timeout=10) as anon:
+            r = anon.post("/api/auth/register", json={"username": "alice", "password": PASSWORD})
+            assert r.status_code == 201, r.text
+        app = stack.enter_context(serve(local_settings(tmp_path / "local", use_keyring=False)))
+        ui = stack.enter_context(browser_on(app, browser))
+        page = ui.open_page()
+        badge(page).click()
+        url, username, password = (page.locator(f"#connect-{n}") for n in ("url", "username", "password"))
+        errors = {n: page.locator(f"#connect-{n}-error") for n in ("url", "username", "password")}
+        submit = page.locator("#connect-submit")
+
+        def only_error(field: str, text: str | re.Pattern[str]) -> None:
+            expect(errors[field]).to_have_text(text, timeout=WAIT_MS)
+            expect(page.locator(f"#connect-{field}")).to_have_attribute("aria-invalid", "true")
+            expect(page.locator(f"#connect-{field}")).to_be_focused()
+            for other, slot in errors.items():
+                if other != field:
+                    expect(slot).to_be_empty()
+            expect(page.locator("#connect-error")).to_be_empty()
+            expect(submit).to_be_enabled()
+            expect(submit).to_have_text("Connect")
+            expect(badge(page)).to_have_attribute("data-state", "signed_out")
+
+        # A wrong password: the password field says so.
+        url.fill(server.url)
+        username.fill("alice")
+        password.fill("not the password")
+        submit.click()
+        only_error("password", "Wrong username or password")
+
+        # Nobody listening at the URL: the server URL field says so.
+        url.fill(f"http://127.0.0.1:{free_port()}")
+        password.fill(PASSWORD)
+        submit.click()
+        only_error("url", re.compile(r"^Could not reach the server: "))
+        screenshot(page, "connect-error-url")
+
+        # Creating an account whose name is taken: the username field says so.
+        url.fill(server.url)
+        page.get_by_label("Create account").check()
+        submit.click()
+        only_error("username", "That username is taken")
+
+        # Something that is no URL at all: the API's 422 names the field.
+        page.get_by_label("Create account").uncheck()
+        url.fill("ftp://example.com/x")
+        submit.click()
+        only_error("url", re.compile(r"http"))
+
+        # And with everything right, it connects and the errors are gone.
+        url.fill(server.url)
+        submit.click()
+        expect(page.locator("#sync-signed-in")).to_be_visible(timeout=WAIT_MS)
+        expect(badge(page)).to_have_attribute("data-state", "idle", timeout=WAIT_MS)
+        with app.client() as api:
+            assert api.get("/api/sync/status").json()["username"] == "alice"
+
+
+# -- (3) conflict copies: found, shown, resolved ---------------------------------------------
+
+
+def _line(body: str, index: int, text: str) -> str:
+    lines = body.split("\n")
+    lines[index] = text
+    return "\n".join(lines)
+
+
+@contextmanager
+def conflicted(tmp_path: Path, kind: str) -> Iterator[tuple[object, Device, Device, dict, dict]]:
+    """Two devices edit the same line of one record's text offline; after sync each holds
+    the original (the later edit) and a conflict copy (the earlier one)."""
+    field = "body" if kind == "note" else "description"
+    with sync_world(tmp_path, devices=2) as world:
+        a, b = world.devices
+        world.sign_in_all("alice")
+        original = a.create(kind, title="Speech", **{field: BODY})
+        world.settle()
+        a.offline()
+        b.offline()
+        a.patch(kind, original["id"], **{field: _line(BODY, 1, "line two, as the laptop has it")})
+        b.patch(kind, original["id"], **{field: _line(BODY, 1, "line two, as the phone has it")})
+        a.online()
+        b.online()
+        world.settle()
+        world.assert_converged("alice")
+        copies = [r for r in a.list(kind) if r["conflict_of"] == original["id"]]
+        assert len(copies) == 1, copies
+        yield world, a, b, a.get(kind, original["id"]), copies[0]
+
+
+def test_note_conflict_copy_is_found_and_kept(browser: Browser, tmp_path: Path) -> None:
+    with conflicted(tmp_path, "note") as (world, a, b, original, copy), browser_on(a.running, browser) as ui:
+        # The later edit (the phone's) is in place; the laptop's is the copy.
+        assert original["body"] == _line(BODY, 1, "line two, as the phone has it")
+        assert copy["body"] == _line(BODY, 1, "line two, as the laptop has it")
+        page = ui.open_page()
+        page.locator("#tab-notes").click()
+        conflicts_tab = page.locator('#notes-view [role=tab][data-view="conflicts"]')
+        expect(conflicts_tab).to_be_visible(timeout=WAIT_MS)
+        expect(conflicts_tab).to_have_text(re.compile(r"Conflicts\s*\(1\)"))
+        # The tasks view has none, so it shows no such tab.
+        expect(page.locator('#tasks-view [role=tab][data-view="conflicts"]')).to_be_hidden()
+        # In the full list the copy carries its tag.
+        expect(page.locator(f'#note-list .row[data-id="{copy["id"]}"] .tag.conflict')).to_have_text("conflict copy")
+        expect(page.locator(f'#note-list .row[data-id="{original["id"]}"] .tag.conflict')).to_have_count(0)
+
+        conflicts_tab.click()
+        expect(conflicts_tab).to_have_attribute("aria-selected", "true")
+        rows = page.locator("#note-list .row")
+        expect(rows).to_have_count(1, timeout=WAIT_MS)
+        expect(rows).to_have_attribute("data-id", copy["id"])
+        rows.click()
+        expect(page.locator("#note-editor")).to_be_visible()
+        resolve = page.locator("#note-resolve")
+        expect(resolve).to_be_visible()
+        resolve.click()
+
+        dialog = page.locator("#conflict-dialog")
+        expect(dialog).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#conflict-current .version-title")).to_have_text("Speech")
+        expect(page.locator("#conflict-current .version-text")).to_have_text(original["body"])
+        expect(page.locator("#conflict-copy .version-title")).to_have_text("Speech (conflict copy)")
+        expect(page.locator("#conflict-copy .version-text")).to_have_text(copy["body"])
+        expect(page.locator("#merge-text-label")).to_have_text("Note")
+        expect(page.locator("#conflict-keep-current")).to_be_focused()
+        screenshot(page, "conflict-dialog")
+
+        page.locator("#conflict-copy").locator("..").get_by_role("button", name="Keep this version").click()
+        expect(dialog).to_be_hidden(timeout=WAIT_MS)
+        expect(page.locator("#toast-text")).to_have_text("Conflict resolved")
+        # The editor now shows the kept record, which is no copy.
+        expect(page.locator("#note-body")).to_have_value(copy["body"], timeout=WAIT_MS)
+        expect(resolve).to_be_hidden()
+        expect(page.locator('[data-count="note-conflicts"]')).to_have_text("(0)", timeout=WAIT_MS)
+
+        # Through the API: the original holds the copy's text and the copy is gone ...
+        kept = a.get("note", original["id"])
+        assert kept is not None and kept["body"] == copy["body"], kept
+        assert kept["conflict_of"] is None
+        assert a.get("note", copy["id"]) is None
+        # ... everywhere, once sync has run.
+        world.settle()
+        assert b.get("note", copy["id"]) is None
+        assert b.get("note", original["id"])["body"] == copy["body"]
+        # The title stays the record's own: " (conflict copy)" marks a copy, and there is
+        # no copy any more.
+        assert kept["title"] == "Speech", f"resolving renamed the original to {kept['title']!r}"
+
+
+def test_task_conflict_copy_merged_by_hand(browser: Browser, tmp_path: Path) -> None:
+    with conflicted(tmp_path, "task") as (world, a, b, original, copy), browser_on(a.running, browser) as ui:
+        page = ui.open_page()
+        conflicts_tab = page.locator('#tasks-view [role=tab][data-view="conflicts"]')
+        expect(conflicts_tab).to_be_visible(timeout=WAIT_MS)
+        expect(conflicts_tab).to_have_text(re.compile(r"Conflicts\s*\(1\)"))
+        conflicts_tab.click()
+        rows = page.locator("#task-list .row")
+        expect(rows).to_have_count(1, timeout=WAIT_MS)
+        expect(rows.locator(".tag.conflict")).to_have_text("conflict copy")
+        rows.locator(".title").click()
+        expect(page.locator("#task-detail")).to_be_visible()
+        expect(page.locator("#task-title")).to_have_value("Speech (conflict copy)")
+        page.locator("#task-resolve").click()
+
+        dialog = page.locator("#conflict-dialog")
+        expect(dialog).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#conflict-current .version-text")).to_have_text(original["description"])
+        expect(page.locator("#conflict-copy .version-text")).to_have_text(copy["description"])
+        expect(page.locator("#merge-text-label")).to_have_text("Description")
+        # The merge form starts from the current version.
+        expect(page.locator("#merge-title")).to_have_value("Speech")
+        expect(page.locator("#merge-text")).to_have_value(original["description"])
+        merged = _line(BODY, 1, "line two, as the laptop has it; and as the phone has it")
+        page.locator("#merge-title").fill("Speech, merged")
+        page.locator("#merge-text").fill(merged)
+        page.get_by_role("button", name="Save merged version").click()
+        expect(dialog).to_be_hidden(timeout=WAIT_MS)
+
+        # The detail pane now shows the original, merged; the copy is gone from the list.
+        expect(page.locator("#task-title")).to_have_value("Speech, merged", timeout=WAIT_MS)
+        expect(page.locator("#task-description")).to_have_value(merged)
+        expect(page.locator("#task-resolve")).to_be_hidden()
+        expect(page.locator(f'#task-list .row[data-id="{copy["id"]}"]')).to_have_count(0, timeout=WAIT_MS)
+        page.locator('#tasks-view [role=tab][data-view="all"]').click()
+        expect(page.locator("#task-list .row")).to_have_count(1, timeout=WAIT_MS)
+        expect(conflicts_tab).to_be_hidden(timeout=WAIT_MS)
+
+        kept = a.get("task", original["id"])
+        assert kept is not None and (kept["title"], kept["description"]) == ("Speech, merged", merged)
+        assert a.get("task", copy["id"]) is None
+        world.settle()
+        assert b.get("task", copy["id"]) is None
+        assert b.get("task", original["id"])["description"] == merged
+
+
+# -- (4) the theme --------------------------------------------------------------------------
+
+
+def test_dark_theme_applies_and_is_kept(ui: UI) -> None:
+    page = ui.open_page()
+    html = page.locator("html")
+    expect(html).not_to_have_attribute("data-theme", re.compile(".*"))  # "system" sets none
+    with ui.api() as api:
+        api.post("/api/tasks", json={"title": "Something to see in the dark", "due_date": "2030-01-02"})
+        api.post("/api/tasks", json={"title": "Done already", "completed": True})
+    expect(page.locator("#task-list .row")).to_have_count(2, timeout=WAIT_MS)
+
+    page.locator("#open-settings").click()
+    dialog = page.locator("#settings-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#settings-theme")).to_have_value("system")
+    page.locator("#settings-theme").select_option("dark")
+    expect(html).to_have_attribute("data-theme", "dark")  # tried at once
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden(timeout=WAIT_MS)
+    expect(html).to_have_attribute("data-theme", "dark")
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    screenshot(page, "tasks-dark")
+    with ui.api() as api:
+        assert api.get("/api/settings").json()["theme"] == "dark"
+    assert _luminance(background) < 0.3, f"the dark theme's background is {background}"
+
+    # Trying another theme and cancelling puts the saved one back.
+    page.locator("#open-settings").click()
+    page.locator("#settings-theme").select_option("light")
+    expect(html).to_have_attribute("data-theme", "light")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(html).to_have_attribute("data-theme", "dark")
+
+    # A new window starts dark.
+    other = ui.open_page()
+    expect(other.locator("html")).to_have_attribute("data-theme", "dark")
+
+
+def _luminance(css_color: str) -> float:
+    numbers = [float(x) for x in re.findall(r"[\d.]+", css_color)[:3]]
+    assert len(numbers) == 3, css_color
+    r, g, b = (n / 255 for n in numbers)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
