@@ -48,7 +48,8 @@ def test_build_layout(built: tuple[Path, float]) -> None:
     app = folder / "ferry"
     assert app.is_file() and os.access(app, os.X_OK)
     internal = folder / "_internal"
-    for asset in ("index.html", "js/main.js", "js/vlist.js", "ready.js", "app.css", "favicon.svg", "docs/swagger-init.js"):
+    assets = ("index.html", "js/main.js", "js/vlist.js", "ready.js", "app.css", "favicon.svg", "docs/swagger-init.js")
+    for asset in assets:
         assert (internal / "ui" / asset).is_file(), asset
     assert (internal / "server" / "migrations" / "env.py").is_file()
     revisions = {p.name for p in (ROOT / "server" / "migrations" / "versions").glob("*.py")}

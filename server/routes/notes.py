@@ -9,7 +9,7 @@ from fastapi import Query
 
 from server.models import NoteCreate, NotePatch, NoteRead, NoteWrite
 from server.records import NOTES, Filters
-from server.routes.crud import Q, Conflicts, build_router
+from server.routes.crud import Conflicts, Q, build_router
 
 
 async def note_filters(  # async: no I/O, so no worker-thread round trip (see server/deps.py)

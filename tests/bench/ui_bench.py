@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,8 +71,11 @@ INIT_JS = r"""
   if (window.top !== window || window.__ferryBench) return;
   const b = window.__ferryBench = {
     ready: null, readyRows: 0, readyFrame: null, readyPaint: null,
-    qaArmed: false, qa: null, longtasks: [],
+    qaArmed: false, qa: null, qaDone: null, longtasks: [],
   };
+  // Promises that Python awaits (one page.evaluate), so that no polling runs in the page.
+  b.whenReady = new Promise((resolve) => { b.readyDone = resolve; });
+  b.within = (promise, ms) => Promise.race([promise, new Promise((r) => setTimeout(r, ms))]);
   try { performance.setResourceTimingBufferSize(100000); } catch (e) {}
   // After the next frame: its rAF timestamp, and the time once its rendering is done.
   b.afterNextFrame = (cb) => requestAnimationFrame((ts) => {
@@ -82,7 +86,7 @@ INIT_JS = r"""
   document.addEventListener("ferry:ready", () => {
     b.ready = performance.now();
     b.readyRows = document.querySelectorAll("#task-list .row[data-id]").length;
-    b.afterNextFrame((ts, t) => { b.readyFrame = ts; b.readyPaint = t; });
+    b.afterNextFrame((ts, t) => { b.readyFrame = ts; b.readyPaint = t; b.readyDone(); });
   }, { once: true });
   try {
     new PerformanceObserver((list) => {
@@ -93,6 +97,7 @@ INIT_JS = r"""
   document.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && b.qaArmed && event.target && event.target.id === "new-title") {
       b.qaArmed = false;
+      if (b.watcher) b.watcher.disconnect();
       b.qa = { title: event.target.value, start: performance.now(), seen: null, index: null,
                inViewWhenSeen: null, frame: null, paint: null, visible: null };
     }
@@ -101,32 +106,47 @@ INIT_JS = r"""
     const a = list.getBoundingClientRect(), r = row.getBoundingClientRect();
     return r.height > 0 && r.top >= a.top - 1 && r.bottom <= a.bottom + 1;
   };
-  // ...and the row with its title being added to the list.
+  // ...and the row with its title being added to the list; then, with an IntersectionObserver
+  // (no per-frame polling), the first rendering update in which it is wholly in the list's box.
   document.addEventListener("DOMContentLoaded", () => {
     const list = document.getElementById("task-list");
     if (!list) return;
+    const watch = (qa, row) => {
+      if (!b.watcher) {
+        b.watcher = new IntersectionObserver((entries) => {
+          const current = b.qa;
+          if (!current || current.visible !== null) return;
+          for (const e of entries) {
+            if (e.isIntersecting && e.intersectionRatio > 0.99 && e.target.dataset.id === current.id) {
+              current.visible = e.time;
+              b.qaResolve();
+              return;
+            }
+          }
+        }, { root: list, threshold: [0, 1] });
+      }
+      b.watcher.observe(row);
+    };
     new MutationObserver((records) => {
       const qa = b.qa;
-      if (!qa || qa.seen !== null) return;
+      if (!qa) return;
       for (const record of records) {
         for (const node of record.addedNodes) {
           if (node.nodeType !== 1 || !node.matches(".row[data-id]")) continue;
+          if (qa.seen !== null) {
+            // The row may be rendered again (a refresh): the new element is watched too.
+            if (qa.visible === null && node.dataset.id === qa.id) watch(qa, node);
+            continue;
+          }
           const title = node.querySelector(".title");
           if (!title || title.textContent !== qa.title) continue;
           qa.seen = performance.now();
+          qa.id = node.dataset.id;
           qa.index = Number(node.dataset.index);
           qa.inViewWhenSeen = inView(list, node);
           b.afterNextFrame((ts, t) => { qa.frame = ts; qa.paint = t; });
-          // The first frame in which the row (whichever element shows it) is in the visible box.
-          const id = node.dataset.id;
-          const deadline = qa.seen + 3000;
-          const check = () => {
-            const row = list.querySelector(`.row[data-id="${id}"]`);
-            if (row && inView(list, row)) { qa.visible = performance.now(); return; }
-            if (performance.now() < deadline) requestAnimationFrame(check);
-          };
-          requestAnimationFrame(check);
-          return;
+          watch(qa, node);
+          setTimeout(() => b.qaResolve(), 3000);  // never visible: give up after 3 s
         }
       }
     }).observe(list, { childList: true, subtree: true });
@@ -134,8 +154,9 @@ INIT_JS = r"""
 })();
 """
 
-FIRST_VIEW_JS = """() => {
+FIRST_VIEW_JS = """async (timeoutMs) => {
   const b = window.__ferryBench;
+  await b.within(b.whenReady, timeoutMs);
   const nav = performance.getEntriesByType("navigation")[0];
   const pages = performance.getEntriesByType("resource").filter((e) => e.name.includes("/api/tasks?"));
   const firstPage = pages.find((e) => /[?&]skip=0(&|$)/.test(e.name));
@@ -150,6 +171,8 @@ FIRST_VIEW_JS = """() => {
     first_page_fetch_start: round(firstPage && firstPage.startTime),
     first_page_fetch_end: round(firstPage && firstPage.responseEnd),
     longtasks: b.longtasks.map(([s, d]) => [round(s), round(d)]),
+    requests: performance.getEntriesByType("resource").filter((e) => e.startTime <= b.ready)
+      .map((e) => [new URL(e.name).pathname + new URL(e.name).search, round(e.startTime), round(e.responseEnd)]),
   };
 }"""
 
@@ -178,26 +201,28 @@ ARM_QUICK_ADD_JS = """() => {
   const b = window.__ferryBench;
   b.qa = null;
   b.qaArmed = true;
+  b.qaDone = new Promise((resolve) => { b.qaResolve = resolve; });
   b.qaResources = performance.getEntriesByType("resource").length;
   return document.activeElement && document.activeElement.id;
 }"""
 
-QUICK_ADD_RESULT_JS = """() => {
+QUICK_ADD_RESULT_JS = """async (timeoutMs) => {
   const b = window.__ferryBench;
+  await b.within(b.qaDone, timeoutMs);
   const qa = b.qa;
   if (!qa) return null;
   const round = (x) => (x == null ? null : Math.round(x * 10) / 10);
   const rel = (x) => (x == null ? null : round(x - qa.start));
-  const requests = performance.getEntriesByType("resource").slice(b.qaResources)
-    .filter((e) => e.name.includes("/api/"))
-    .map((e) => [e.initiatorType === "fetch" ? new URL(e.name).pathname + new URL(e.name).search : e.name,
-                 rel(e.startTime), rel(e.responseEnd)]);
+  const api = performance.getEntriesByType("resource").slice(b.qaResources)
+    .filter((e) => e.name.includes("/api/"));
+  const requests = api.filter((e) => qa.seen === null || e.startTime <= qa.seen)
+    .map((e) => [new URL(e.name).pathname + new URL(e.name).search, rel(e.startTime), rel(e.responseEnd)]);
   return {
     title: qa.title, seen: rel(qa.seen), paint: rel(qa.paint), visible: rel(qa.visible),
-    index: qa.index, in_view_when_seen: qa.inViewWhenSeen, done: qa.seen !== null && qa.paint !== null
-      && (qa.visible !== null || performance.now() - qa.seen > 3000),
-    requests,
-    total: Number((document.querySelector("#task-list .row") || { getAttribute: () => 0 }).getAttribute("aria-setsize")),
+    index: qa.index, in_view_when_seen: qa.inViewWhenSeen,
+    requests, api_requests_after: api.length - requests.length,
+    waited: rel(performance.now()),
+    total: Number(document.querySelector("#task-list .row")?.getAttribute("aria-setsize")),
   };
 }"""
 
@@ -384,16 +409,6 @@ def seed(url: str, token: str, count: int, threads: int = 6) -> float:
 # -- the page -----------------------------------------------------------------------------------
 
 
-def poll(page: Any, script: str, done: Callable[[Any], bool], timeout: float, arg: Any = None) -> Any:
-    """Evaluates `script` every 20 ms until `done(result)`; the last result (bounded wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = page.evaluate(script, arg)
-        if done(result) or time.monotonic() > deadline:
-            return result
-        page.wait_for_timeout(20)
-
-
 def settle(page: Any, top: int = 0) -> None:
     result = page.evaluate(SETTLE_JS, {"top": top, "timeoutMs": 15_000})
     if not result["ok"]:
@@ -402,7 +417,7 @@ def settle(page: Any, top: int = 0) -> None:
 
 def first_view(page: Any, target: str) -> dict:
     page.goto(target, wait_until="commit", timeout=30_000)
-    result = poll(page, FIRST_VIEW_JS, lambda r: r["paint"] is not None, 30)
+    result = page.evaluate(FIRST_VIEW_JS, 30_000)
     if result["ready"] is None:
         raise RuntimeError("ferry:ready was not dispatched within 30 s")
     if not result["rows"]:
@@ -410,25 +425,26 @@ def first_view(page: Any, target: str) -> dict:
     return result
 
 
-def quick_add(page: Any, title: str) -> dict:
+def quick_add(page: Any, title: str, due: str = "") -> dict:
     settle(page, 0)
+    page.locator("#new-due").fill(due)
     title_field = page.locator("#new-title")
     title_field.click()
     title_field.fill(title)
     page.evaluate(ARM_QUICK_ADD_JS)
     page.keyboard.press("Enter")
-    result = poll(page, QUICK_ADD_RESULT_JS, lambda r: bool(r and r["done"]), 15)
+    result = page.evaluate(QUICK_ADD_RESULT_JS, 15_000)
     if not result or result["seen"] is None:
         raise RuntimeError(f"the quick-added row {title!r} did not appear within 15 s")
-    page.wait_for_timeout(300)  # the live event's refresh and the flash; then the next add
-    return page.evaluate(QUICK_ADD_RESULT_JS)
+    page.wait_for_timeout(300)  # the live event's refresh; then the next add
+    return result
 
 
 def scroll(page: Any, step: int) -> dict:
     settle(page, 0)
     result = page.evaluate(SCROLL_JS, {"step": step, "rowHeight": ROW_HEIGHT, "timeoutMs": 180_000})
     ts = result.pop("frames")
-    deltas = sorted(b - a for a, b in zip(ts, ts[1:], strict=False))
+    deltas = sorted(b - a for a, b in itertools.pairwise(ts))
     result.update(
         frame_count=len(deltas),
         over_50=sum(d > 50 for d in deltas),
@@ -470,6 +486,57 @@ def profiled(page: Any, phase: str, top: int = 12) -> Iterator[None]:
     emit(bench="ui", what="profile", phase=phase, busy_ms=round(sum(busy.values()), 1),
          idle_ms=round(self_ms.get("(idle)", 0.0), 1),
          top_self_ms=[[k, round(v, 1)] for k, v in ranked])  # fmt: skip
+
+
+TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline", "blink", "v8"]
+
+
+@contextmanager
+def traced(browser: Any, page: Any, phase: str, top: int = 12) -> Iterator[None]:
+    """Chromium's trace around a phase: the renderer main thread's tasks over 50 ms, each with
+    its wall time and its thread CPU time (wall much above CPU: the thread was waiting for a
+    core), and the trace events with the most self time on that thread."""
+    browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
+    try:
+        yield
+    finally:
+        raw = browser.stop_tracing()
+    trace = json.loads(raw)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    mains = {
+        (e["pid"], e["tid"])
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"
+    }
+    by_thread: dict[tuple[int, int], list[dict]] = {key: [] for key in mains}
+    for e in events:
+        key = (e.get("pid"), e.get("tid"))
+        if key in by_thread and e.get("ph") == "X" and "dur" in e:
+            by_thread[key].append(e)
+    if not by_thread:
+        return
+    xs = sorted(max(by_thread.values(), key=len), key=lambda e: (e["ts"], -e["dur"]))
+    self_us: dict[str, float] = {}
+    stack: list[dict] = []
+    long_tasks = []
+    wall_us = cpu_us = 0.0
+    for e in xs:
+        while stack and stack[-1]["ts"] + stack[-1]["dur"] <= e["ts"]:
+            stack.pop()
+        if stack:
+            self_us[stack[-1]["name"]] = self_us.get(stack[-1]["name"], 0.0) - e["dur"]
+        else:  # a top-level task
+            wall_us += e["dur"]
+            cpu_us += e.get("tdur", e["dur"])
+            if e["dur"] > 50_000:
+                long_tasks.append([round(e["dur"] / 1000, 1), round(e.get("tdur", 0) / 1000, 1)])
+        self_us[e["name"]] = self_us.get(e["name"], 0.0) + e["dur"]
+        stack.append(e)
+    ranked = sorted(self_us.items(), key=lambda kv: -kv[1])[:top]
+    emit(bench="ui", what="trace", phase=phase, main_thread_busy_ms=round(wall_us / 1000, 1),
+         main_thread_cpu_ms=round(cpu_us / 1000, 1),
+         tasks_over_50ms_wall_cpu_ms=long_tasks, tasks_over_50ms_cpu=sum(c > 50 for _, c in long_tasks),
+         top_self_ms=[[k, round(v / 1000, 1)] for k, v in ranked])  # fmt: skip
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -515,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
                     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
                     run_rounds(page, url, token, args)
                     if args.profile:
-                        profile_round(page, url, args)
+                        profile_round(browser, page, url, args)
                     if errors:
                         emit(bench="ui", what="page errors", errors=errors[:20])
                 finally:
@@ -541,7 +608,8 @@ def run_rounds(page: Any, url: str, token: str, args: argparse.Namespace) -> Non
             "first_page_fetch_end", "ready", "paint")  # fmt: skip
     emit(bench="ui", what="first view breakdown (median ms from navigation start)",
          **{k: statistics.median(v[k] for v in views if v[k] is not None) for k in keys},
-         longtasks=[v["longtasks"] for v in views])  # fmt: skip
+         longtasks=[v["longtasks"] for v in views],
+         requests_last_run=views[-1]["requests"])  # fmt: skip
 
     adds = []
     for run in range(args.runs):
@@ -553,7 +621,17 @@ def run_rounds(page: Any, url: str, token: str, args: argparse.Namespace) -> Non
            what="to the first frame with the row inside the list's visible box (null: never, within 3 s)",
            in_view_when_added=[a["in_view_when_seen"] for a in adds], index=[a["index"] for a in adds],
            list_total=[a["total"] for a in adds])  # fmt: skip
-    emit(bench="ui", what="quick-add requests (ms from Enter: path, start, end), last add", requests=adds[-1]["requests"])
+    emit(bench="ui", what="quick-add: API requests until the row was added (path, start, end: ms from Enter), last add",
+         requests=adds[-1]["requests"],
+         api_requests_after=[[a["api_requests_after"], a["waited"]] for a in adds],
+         note="api_requests_after: [requests the list made after the row was added, in the ms waited]")  # fmt: skip
+    # For comparison (and as a check of the measurement): a task due 2000-01-01 sorts first, so
+    # it appears at the top of the list, where the list already is.
+    dated = [quick_add(page, f"bench dated add {run} {time.time_ns()}", "2000-01-01") for run in range(args.runs)]
+    figure("quick_add_dated_visible_ms", [a["visible"] for a in dated], args.tasks,
+           what="a task due 2000-01-01 (first in the list): Enter to the row visible",
+           added_ms=[a["seen"] for a in dated], index=[a["index"] for a in dated],
+           requests=dated[-1]["requests"])  # fmt: skip
 
     scrolls = [scroll(page, args.step) for _ in range(args.runs)]
     tasks_now = scrolls[-1]["total"]
@@ -569,7 +647,7 @@ def run_rounds(page: Any, url: str, token: str, args: argparse.Namespace) -> Non
            max_in_view=[s["maxPlaceholders"] for s in scrolls],
            placeholders_in_view_at_bottom=[s["placeholdersAtBottom"] for s in scrolls])  # fmt: skip
     figure("scroll_bottom_to_last_row_ms", [s["settled"] for s in scrolls], args.tasks,
-           what="from reaching the bottom to the last row on screen with its title (null: not within 10 s)")
+           what="from reaching the bottom to the last row shown with its title (null: not within 10 s)")  # fmt: skip
     emit(bench="ui", what="scroll long tasks (ms)", runs=[s["longtasks"] for s in scrolls])
 
     first_ok = statistics.median(v["ready"] for v in views) <= GOALS["first_view_ms"]
@@ -582,14 +660,21 @@ def run_rounds(page: Any, url: str, token: str, args: argparse.Namespace) -> Non
          load_avg=[round(x, 2) for x in os.getloadavg()])  # fmt: skip
 
 
-def profile_round(page: Any, url: str, args: argparse.Namespace) -> None:
+def profile_round(browser: Any, page: Any, url: str, args: argparse.Namespace) -> None:
+    """Unmeasured: each phase once under the JS profiler, then once traced."""
     with profiled(page, "first view"):
+        first_view(page, f"{url}/")
+    with traced(browser, page, "first view"):
         first_view(page, f"{url}/")
     settle(page, 0)
     with profiled(page, "quick-add"):
         quick_add(page, f"bench profiled add {time.time_ns()}")
     settle(page, 0)
+    with traced(browser, page, "quick-add"):
+        quick_add(page, f"bench traced add {time.time_ns()}")
     with profiled(page, "scroll"):
+        scroll(page, args.step)
+    with traced(browser, page, "scroll"):
         scroll(page, args.step)
 
 

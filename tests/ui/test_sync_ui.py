@@ -14,11 +14,15 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.servers import (
@@ -31,11 +35,11 @@ from tests.servers import (
     server_settings,
     wait_healthy,
 )
-from tests.syncworld import BODY_LINES_SEP if False else PASSWORD  # noqa: F401  (the shared test password)
-from tests.syncworld import Device, sync_world
+from tests.syncworld import PASSWORD, Device, World, sync_world
 from tests.ui.conftest import UI, screenshot
 
-WAIT_MS = 10_000  # a sync round, or an offline verdict after the back-off, fits well inside
+WAIT_MS = 20_000  # a sync round (or an offline verdict after the back-off) on a loaded machine
+SHORT_MS = 3_000  # for what the page shows at once (a failure should not cost 10 s)
 UP_TO_DATE = re.compile(r"^Up to date · \d{1,2}:\d{2}(\s?[AP]M)?$")
 BODY = "line one\nline two\nline three\nline four\n"
 
@@ -226,6 +230,9 @@ def test_connect_errors_show_next_to_the_field(browser: Browser, tmp_path: Path)
 
 # -- (3) conflict copies: found, shown, resolved ---------------------------------------------
 
+LAPTOP = "line two, as the laptop has it"  # the earlier edit: it ends in the conflict copy
+PHONE = "line two, as the phone has it"  # the later edit: it stays in place
+
 
 def _line(body: str, index: int, text: str) -> str:
     lines = body.split("\n")
@@ -233,52 +240,89 @@ def _line(body: str, index: int, text: str) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def conflicted(tmp_path: Path, kind: str) -> Iterator[tuple[object, Device, Device, dict, dict]]:
-    """Two devices edit the same line of one record's text offline; after sync each holds
-    the original (the later edit) and a conflict copy (the earlier one)."""
-    field = "body" if kind == "note" else "description"
-    with sync_world(tmp_path, devices=2) as world:
+@dataclass
+class Conflicts:
+    """A world where device `a` (the one the browser looks at) holds a conflicted note and a
+    conflicted task, each as its original (the later edit) and one conflict copy."""
+
+    world: World
+    a: Device
+    b: Device
+    note: dict[str, Any]
+    note_copy: dict[str, Any]
+    task: dict[str, Any]
+    task_copy: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def conflicts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conflicts]:
+    """Two devices edit the same line of a note's body and of a task's description while both
+    are offline; sync then keeps the later edit in place and the other as a conflict copy.
+    One world serves the conflict tests (signing in costs seconds); each resolves its own."""
+    with sync_world(tmp_path_factory.mktemp("conflicts"), devices=2) as world:
         a, b = world.devices
         world.sign_in_all("alice")
-        original = a.create(kind, title="Speech", **{field: BODY})
+        note = a.create("note", title="Speech", body=BODY)
+        task = a.create("task", title="Speech", description=BODY)
         world.settle()
         a.offline()
         b.offline()
-        a.patch(kind, original["id"], **{field: _line(BODY, 1, "line two, as the laptop has it")})
-        b.patch(kind, original["id"], **{field: _line(BODY, 1, "line two, as the phone has it")})
+        a.patch("note", note["id"], body=_line(BODY, 1, LAPTOP))
+        a.patch("task", task["id"], description=_line(BODY, 1, LAPTOP))
+        time.sleep(0.003)  # the phone's edits are the later ones
+        b.patch("note", note["id"], body=_line(BODY, 1, PHONE))
+        b.patch("task", task["id"], description=_line(BODY, 1, PHONE))
         a.online()
         b.online()
         world.settle()
         world.assert_converged("alice")
-        copies = [r for r in a.list(kind) if r["conflict_of"] == original["id"]]
-        assert len(copies) == 1, copies
-        yield world, a, b, a.get(kind, original["id"]), copies[0]
+        found: list[dict[str, Any]] = []
+        for kind, record in (("note", note), ("task", task)):
+            copies = [r for r in a.list(kind) if r["conflict_of"] == record["id"]]
+            assert len(copies) == 1, copies
+            found += [a.get(kind, record["id"]) or {}, copies[0]]
+        yield Conflicts(world, a, b, *found)
 
 
-def test_note_conflict_copy_is_found_and_kept(browser: Browser, tmp_path: Path) -> None:
-    with conflicted(tmp_path, "note") as (world, a, b, original, copy), browser_on(a.running, browser) as ui:
-        # The later edit (the phone's) is in place; the laptop's is the copy.
-        assert original["body"] == _line(BODY, 1, "line two, as the phone has it")
-        assert copy["body"] == _line(BODY, 1, "line two, as the laptop has it")
+def test_conflicts_tab_shows_the_copies_when_the_page_opens(browser: Browser, conflicts: Conflicts) -> None:
+    c = conflicts
+    # The conflict exists as the test expects: the later edit in place, the earlier as a copy.
+    assert c.note["body"] == c.task["description"] == _line(BODY, 1, PHONE)
+    assert c.note_copy["body"] == c.task_copy["description"] == _line(BODY, 1, LAPTOP)
+    assert c.note_copy["title"] == c.task_copy["title"] == "Speech (conflict copy)"
+    with browser_on(c.a.running, browser) as ui:
+        page = ui.open_page()
+        for section, kind, copy in (("tasks", "task", c.task_copy), ("notes", "note", c.note_copy)):
+            page.locator(f"#tab-{section}").click()
+            expect(page.locator(f"#{section}-view")).to_be_visible()
+            tab = page.locator(f'#{section}-view [role=tab][data-view="conflicts"]')
+            # Nothing has changed since the page opened: the tab must show from the start.
+            expect(tab, f"the {section} view shows no Conflicts tab").to_be_visible(timeout=SHORT_MS)
+            expect(tab).to_have_text(re.compile(r"Conflicts\s*\(1\)"))
+            tab.click()
+            expect(tab).to_have_attribute("aria-selected", "true")
+            rows = page.locator(f"#{kind}-list .row")
+            expect(rows).to_have_count(1, timeout=WAIT_MS)
+            expect(rows).to_have_attribute("data-id", copy["id"])
+            expect(rows.locator(".tag.conflict")).to_have_text("conflict copy")
+            expect(page.locator(f"#{kind}-count")).to_have_text(f"1 {kind}")
+
+
+def test_note_conflict_copy_kept_with_keep_this_version(browser: Browser, conflicts: Conflicts) -> None:
+    c = conflicts
+    original, copy = c.note, c.note_copy
+    with browser_on(c.a.running, browser) as ui:
         page = ui.open_page()
         page.locator("#tab-notes").click()
-        conflicts_tab = page.locator('#notes-view [role=tab][data-view="conflicts"]')
-        expect(conflicts_tab).to_be_visible(timeout=WAIT_MS)
-        expect(conflicts_tab).to_have_text(re.compile(r"Conflicts\s*\(1\)"))
-        # The tasks view has none, so it shows no such tab.
-        expect(page.locator('#tasks-view [role=tab][data-view="conflicts"]')).to_be_hidden()
-        # In the full list the copy carries its tag.
-        expect(page.locator(f'#note-list .row[data-id="{copy["id"]}"] .tag.conflict')).to_have_text("conflict copy")
-        expect(page.locator(f'#note-list .row[data-id="{original["id"]}"] .tag.conflict')).to_have_count(0)
-
-        conflicts_tab.click()
-        expect(conflicts_tab).to_have_attribute("aria-selected", "true")
-        rows = page.locator("#note-list .row")
-        expect(rows).to_have_count(1, timeout=WAIT_MS)
-        expect(rows).to_have_attribute("data-id", copy["id"])
-        rows.click()
+        # In the full list the copy is the one row tagged as such.
+        tagged = page.locator("#note-list .row", has=page.locator(".tag.conflict"))
+        expect(tagged).to_have_count(1, timeout=WAIT_MS)
+        expect(tagged).to_have_attribute("data-id", copy["id"])
+        expect(tagged.locator(".tag.conflict")).to_have_text("conflict copy")
+        expect(page.locator("#note-list .row")).to_have_count(2)
+        tagged.click()
         expect(page.locator("#note-editor")).to_be_visible()
+        expect(page.locator("#note-body")).to_have_value(copy["body"])
         resolve = page.locator("#note-resolve")
         expect(resolve).to_be_visible()
         resolve.click()
@@ -293,38 +337,43 @@ def test_note_conflict_copy_is_found_and_kept(browser: Browser, tmp_path: Path) 
         expect(page.locator("#conflict-keep-current")).to_be_focused()
         screenshot(page, "conflict-dialog")
 
-        page.locator("#conflict-copy").locator("..").get_by_role("button", name="Keep this version").click()
+        keep_copy = page.locator("#conflict-keep-copy")
+        expect(keep_copy).to_have_text("Keep this version")
+        keep_copy.click()
         expect(dialog).to_be_hidden(timeout=WAIT_MS)
         expect(page.locator("#toast-text")).to_have_text("Conflict resolved")
-        # The editor now shows the kept record, which is no copy.
+        # The editor now shows the record that stays, which is no copy; the copy's row is gone.
         expect(page.locator("#note-body")).to_have_value(copy["body"], timeout=WAIT_MS)
         expect(resolve).to_be_hidden()
+        expect(page.locator(f'#note-list .row[data-id="{copy["id"]}"]')).to_have_count(0, timeout=WAIT_MS)
+        expect(page.locator("#note-list .row")).to_have_count(1)
         expect(page.locator('[data-count="note-conflicts"]')).to_have_text("(0)", timeout=WAIT_MS)
 
         # Through the API: the original holds the copy's text and the copy is gone ...
-        kept = a.get("note", original["id"])
+        kept = c.a.get("note", original["id"])
         assert kept is not None and kept["body"] == copy["body"], kept
         assert kept["conflict_of"] is None
-        assert a.get("note", copy["id"]) is None
-        # ... everywhere, once sync has run.
-        world.settle()
-        assert b.get("note", copy["id"]) is None
-        assert b.get("note", original["id"])["body"] == copy["body"]
-        # The title stays the record's own: " (conflict copy)" marks a copy, and there is
-        # no copy any more.
-        assert kept["title"] == "Speech", f"resolving renamed the original to {kept['title']!r}"
+        assert c.a.get("note", copy["id"]) is None
+        # ... on the other device too, once sync has run.
+        c.world.settle()
+        assert c.b.get("note", copy["id"]) is None
+        assert c.b.get("note", original["id"])["body"] == copy["body"]
+        # The title stays the record's own: " (conflict copy)" is the mark sync puts on a
+        # copy, and no copy is left.
+        assert kept["title"] == "Speech", f"keeping the copy's text renamed the original to {kept['title']!r}"
 
 
-def test_task_conflict_copy_merged_by_hand(browser: Browser, tmp_path: Path) -> None:
-    with conflicted(tmp_path, "task") as (world, a, b, original, copy), browser_on(a.running, browser) as ui:
+def test_task_conflict_copy_merged_by_hand(browser: Browser, conflicts: Conflicts) -> None:
+    c = conflicts
+    original, copy = c.task, c.task_copy
+    with browser_on(c.a.running, browser) as ui:
         page = ui.open_page()
         conflicts_tab = page.locator('#tasks-view [role=tab][data-view="conflicts"]')
         expect(conflicts_tab).to_be_visible(timeout=WAIT_MS)
-        expect(conflicts_tab).to_have_text(re.compile(r"Conflicts\s*\(1\)"))
         conflicts_tab.click()
         rows = page.locator("#task-list .row")
         expect(rows).to_have_count(1, timeout=WAIT_MS)
-        expect(rows.locator(".tag.conflict")).to_have_text("conflict copy")
+        expect(rows).to_have_attribute("data-id", copy["id"])
         rows.locator(".title").click()
         expect(page.locator("#task-detail")).to_be_visible()
         expect(page.locator("#task-title")).to_have_value("Speech (conflict copy)")
@@ -338,27 +387,32 @@ def test_task_conflict_copy_merged_by_hand(browser: Browser, tmp_path: Path) -> 
         # The merge form starts from the current version.
         expect(page.locator("#merge-title")).to_have_value("Speech")
         expect(page.locator("#merge-text")).to_have_value(original["description"])
-        merged = _line(BODY, 1, "line two, as the laptop has it; and as the phone has it")
+        merged = _line(BODY, 1, "line two, as the laptop and the phone have it")
         page.locator("#merge-title").fill("Speech, merged")
         page.locator("#merge-text").fill(merged)
         page.get_by_role("button", name="Save merged version").click()
         expect(dialog).to_be_hidden(timeout=WAIT_MS)
+        expect(page.locator("#toast-text")).to_have_text("Conflict resolved")
 
         # The detail pane now shows the original, merged; the copy is gone from the list.
         expect(page.locator("#task-title")).to_have_value("Speech, merged", timeout=WAIT_MS)
         expect(page.locator("#task-description")).to_have_value(merged)
         expect(page.locator("#task-resolve")).to_be_hidden()
         expect(page.locator(f'#task-list .row[data-id="{copy["id"]}"]')).to_have_count(0, timeout=WAIT_MS)
+        expect(page.locator('[data-count="task-conflicts"]')).to_have_text("(0)", timeout=WAIT_MS)
+
+        kept = c.a.get("task", original["id"])
+        assert kept is not None and (kept["title"], kept["description"]) == ("Speech, merged", merged), kept
+        assert kept["conflict_of"] is None
+        assert c.a.get("task", copy["id"]) is None
+        c.world.settle()
+        assert c.b.get("task", copy["id"]) is None
+        assert (c.b.get("task", original["id"]) or {}).get("description") == merged
+
+        # Back in All: one task, and with no conflict left the Conflicts tab goes away.
         page.locator('#tasks-view [role=tab][data-view="all"]').click()
         expect(page.locator("#task-list .row")).to_have_count(1, timeout=WAIT_MS)
-        expect(conflicts_tab).to_be_hidden(timeout=WAIT_MS)
-
-        kept = a.get("task", original["id"])
-        assert kept is not None and (kept["title"], kept["description"]) == ("Speech, merged", merged)
-        assert a.get("task", copy["id"]) is None
-        world.settle()
-        assert b.get("task", copy["id"]) is None
-        assert b.get("task", original["id"])["description"] == merged
+        expect(conflicts_tab, "an empty Conflicts (0) tab stays after leaving it").to_be_hidden(timeout=SHORT_MS)
 
 
 # -- (4) the theme --------------------------------------------------------------------------

@@ -268,6 +268,36 @@ def test_delete_key_then_undo(ui: UI) -> None:
         assert sorted(t["title"] for t in all_tasks(api)) == ["Alpha", "Bravo", "Charlie"]
 
 
+def test_undo_focuses_the_restored_row_when_the_api_is_slow(ui: UI) -> None:
+    """After Delete then Undo the keyboard is back on the restored task, so the next key acts
+    on it. The list reads are slowed (as on a busy machine) so the live event's re-read of the
+    list overlaps the one the Undo waits for."""
+    with ui.api() as api:
+        for title in ("Alpha", "Bravo", "Charlie"):
+            seed(api, title)
+    page = ui.open_page()
+    expect_titles(page, ["Alpha", "Bravo", "Charlie"])
+    focus_list_by_keyboard(page)
+    page.keyboard.press("End")
+    expect(row(page, "Charlie")).to_be_focused()
+    page.keyboard.press("Delete")
+    expect_titles(page, ["Alpha", "Bravo"])
+
+    def slow_list(route: Any) -> None:
+        if route.request.method == "GET":
+            time.sleep(0.2)
+        route.continue_()
+
+    page.route(re.compile(r"/api/tasks\?"), slow_list)
+    page.keyboard.press("Control+z")
+    expect_titles(page, ["Alpha", "Bravo", "Charlie"])
+    with ui.api() as api:
+        assert sorted(t["title"] for t in all_tasks(api)) == ["Alpha", "Bravo", "Charlie"]
+    # The list is settled (all three rows are read back): focus is already where it will stay.
+    expect(row(page, "Charlie")).to_be_focused(timeout=2_000)
+    page.unroute(re.compile(r"/api/tasks\?"))
+
+
 def test_delete_from_the_detail_pane(ui: UI) -> None:
     with ui.api() as api:
         keep = seed(api, "Keep me")

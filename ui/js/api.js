@@ -60,8 +60,9 @@ export const api = {
 };
 
 /** Shows an ApiError's messages next to the fields of `form` (`[data-field]` elements) and
- * returns true if some field took one; other messages go to the form's `body` slot. */
-export function showErrors(form, err, rename = {}) {
+ * returns true if some field took one; other messages go to the form's `body` slot. The first
+ * field in error takes the focus unless `focus` is false (an autosave while someone types). */
+export function showErrors(form, err, rename = {}, { focus = true } = {}) {
   clearErrors(form);
   const fields = err instanceof ApiError ? err.fields : {};
   let placed = false;
@@ -72,7 +73,7 @@ export function showErrors(form, err, rename = {}) {
       slot.textContent = msg;
       const input = document.getElementById(slot.id.replace(/-error$/, ""));
       if (input) input.setAttribute("aria-invalid", "true");
-      if (!placed && input) input.focus();
+      if (!placed && input && focus) input.focus();
       placed = true;
     }
   }

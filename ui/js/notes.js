@@ -107,8 +107,9 @@ async function saveNow(keepalive) {
     // The text still saves; the title waits until it has one.
     delete body.title;
     titleWaits = true;
-    showErrors(form, new ApiError(422, "title: required", { title: "A note needs a title" }));
-    setSaveState("Not saved");
+    // No focus move: this runs while the person types in the text.
+    showErrors(form, new ApiError(422, "title: required", { title: "A note needs a title" }), {}, { focus: false });
+    setSaveState("Not saved: the note needs a title");
     if (Object.keys(body).length === 0) return;
   }
   current.dirty.clear();
@@ -122,14 +123,18 @@ async function saveNow(keepalive) {
       current.deleted = false;
       $("note-banner").hidden = true;
     }
-    current.note = await api.patch(`/api/notes/${current.note.id}`, body, { keepalive });
+    // Chromium refuses keepalive bodies over 64 KiB: a long note goes as a plain request.
+    const small = keepalive && JSON.stringify(body).length < 60_000;
+    current.note = await api.patch(`/api/notes/${current.note.id}`, body, { keepalive: small });
     if ("title" in body) clearErrors(form);
-    if (open === current && current.dirty.size === 0) setSaveState("Saved");
+    if (open === current) {
+      setSaveState(titleWaits ? "Title not saved: a note needs one (the text is saved)" : current.dirty.size === 0 ? "Saved" : "Edited");
+    }
   } catch (err) {
     // Nothing typed is dropped: the fields stay dirty and the next keystroke or flush retries.
     for (const name of Object.keys(body)) current.dirty.add(name);
     if (open === current) {
-      showErrors(form, err);
+      showErrors(form, err, {}, { focus: false });
       setSaveState(err.status === 422 ? "Not saved" : `Not saved: ${err.message}`);
       if (err.status !== 422) saveTimer = setTimeout(() => save(), 2000);
     }
@@ -138,9 +143,18 @@ async function saveNow(keepalive) {
   }
 }
 
-/** Saves anything not yet saved; the desktop window calls this before it closes. */
+/** Saves anything not yet saved; the desktop window calls this before it closes (and waits
+ * while `busy()`). */
 export function flush() {
-  return save({ keepalive: true });
+  return save();
+}
+
+/** The page is going away: what is typed goes at once, not queued behind a save in flight
+ * (the page may be gone before that one answers), with keepalive so it outlives the page. */
+function saveOnExit() {
+  clearTimeout(saveTimer);
+  firstDirtyAt = 0;
+  saveNow(true);
 }
 
 /** True while a save is on its way to the API. */
@@ -345,7 +359,7 @@ export async function initNotes() {
     openConflict("note", open.note, (kept) => openNote(kept));
   });
   // Leaving the page (or the window hiding) sends what is typed at once.
-  window.addEventListener("pagehide", () => flush());
+  window.addEventListener("pagehide", saveOnExit);
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) flush();
   });

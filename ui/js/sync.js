@@ -73,8 +73,11 @@ async function connect(event) {
   event.preventDefault();
   const form = $("connect-form");
   clearErrors(form);
+  let url = $("connect-url").value.trim();
+  // A bare host name means HTTPS; a local or test server is typed with its http:// in front.
+  if (url && !/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) url = `https://${url}`;
   const body = {
-    server_url: $("connect-url").value.trim(),
+    server_url: url,
     username: $("connect-username").value,
     password: $("connect-password").value,
     register: $("connect-register").checked,

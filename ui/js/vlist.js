@@ -22,7 +22,7 @@ export class VirtualList {
     this.total = 0;
     this.pages = new Map(); // page number → rows
     this.stale = new Set(); // pages shown but to be re-read
-    this.loading = new Map(); // page number → generation being fetched
+    this.loading = new Map(); // page number → {generation, promise} of the read under way
     this.generation = 0;
     this.active = 0;
     this.rendered = new Map(); // index → {el, item}
@@ -40,6 +40,9 @@ export class VirtualList {
 
   _onKey(event) {
     if (event.ctrlKey || event.altKey || event.metaKey || event.target.closest("input, textarea, select")) return;
+    // The row with the focus is the one the keys act on (a click or a script may have moved it).
+    const focused = event.target.closest(".row");
+    if (focused && focused.dataset.index !== undefined) this.active = Number(focused.dataset.index);
     const item = this.activeItem();
     const pageRows = Math.max(1, Math.floor(this.container.clientHeight / this.rowHeight) - 1);
     const keys = {
@@ -187,9 +190,16 @@ export class VirtualList {
     const fetches = [];
     for (const page of wanted) {
       const fresh = this.pages.has(page) && !this.stale.has(page);
-      if (fresh || this.loading.get(page) === generation) continue;
-      this.loading.set(page, generation);
-      fetches.push(this._load(page, generation));
+      if (fresh) continue;
+      const under = this.loading.get(page);
+      if (under && under.generation === generation) {
+        // Already being read for this refresh: wait for that read rather than return early.
+        fetches.push(under.promise);
+        continue;
+      }
+      const promise = this._load(page, generation);
+      this.loading.set(page, { generation, promise });
+      fetches.push(promise);
     }
     this._paint();
     await Promise.all(fetches);
@@ -200,13 +210,14 @@ export class VirtualList {
     try {
       result = await this.fetchPage(page * this.pageSize, this.pageSize);
     } catch (err) {
-      if (this.loading.get(page) === generation) this.loading.delete(page);
+      if (this.loading.get(page)?.generation === generation) this.loading.delete(page);
       throw err;
     }
-    if (generation !== this.generation) return; // a newer refresh is under way
+    // A newer refresh began while this page was read: its result is what callers wait for.
+    if (generation !== this.generation) return this._ensureVisible();
     this.loading.delete(page);
-    if (result.total !== this.total || this.stale.has(page)) {
-      // The list changed under us: pages read before this one no longer line up with it.
+    if (this.counted && result.total !== this.total) {
+      // The list grew or shrank: pages read before this one no longer line up with it.
       for (const other of [...this.pages.keys()]) if (other !== page) this.stale.add(other);
     }
     this.pages.set(page, result.rows);
