@@ -38,6 +38,9 @@ from sync.schema import BODY_MAX, DESCRIPTION_MAX, TITLE_MAX
 # Tables
 
 
+CONFLICT_COPY = text("conflict_of IS NOT NULL")
+
+
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     # The index follows the list order exactly (dated first, by date, then by creation), so a
@@ -53,6 +56,14 @@ class Task(SQLModel, table=True):
             "due_date",
             "created_ms",
             "id",
+        ),
+        # Only conflict copies (the UI's Conflicts view and count): a handful of rows.
+        Index(
+            "ix_tasks_conflict_copies",
+            "owner_id",
+            "deleted",
+            sqlite_where=CONFLICT_COPY,
+            postgresql_where=CONFLICT_COPY,
         ),
     )
 
@@ -78,6 +89,13 @@ class Note(SQLModel, table=True):
     __table_args__ = (
         Index("ix_notes_digest", "owner_id", "hash_a", "hash_b"),
         Index("ix_notes_owner_order", "owner_id", "deleted", "created_ms", "id"),
+        Index(
+            "ix_notes_conflict_copies",
+            "owner_id",
+            "deleted",
+            sqlite_where=CONFLICT_COPY,
+            postgresql_where=CONFLICT_COPY,
+        ),
     )
 
     owner_id: str = Field(primary_key=True, max_length=36)

@@ -251,6 +251,13 @@ class SyncEngine:
             return
         self._spawn(self.run(manual=False))
 
+    def _retry(self) -> None:
+        # The back-off is over. (uvloop timers may fire a little before `_retry_at`, so the
+        # round must not compare the clock again: it would skip, and no timer would be left.)
+        self._retry_handle = None
+        self._retry_at = 0.0
+        self.trigger()
+
     def request_now(self) -> None:
         """A person asked to sync now: skip any back-off wait."""
         self._retry_at = 0.0
@@ -270,6 +277,8 @@ class SyncEngine:
     def _on_local_change(self) -> None:
         assert self._loop is not None
         self.status.pending_changes += 1
+        # The badge shows what waits, even while the server is away and no round runs.
+        self._spawn(self._publish())
         if self._debounce_handle is not None:
             return  # a coalesced sync is already on its way
         since = self._loop.time() - self._last_local
@@ -347,7 +356,7 @@ class SyncEngine:
         self._retry_at = self._loop.time() + delay
         if self._retry_handle is not None:
             self._retry_handle.cancel()
-        self._retry_handle = self._loop.call_later(delay, self.trigger)
+        self._retry_handle = self._loop.call_later(delay, self._retry)
         self.status.state = "offline"
         self.status.last_error = reason
         log.info("server unreachable (%s); retrying in %.1f s", reason, delay)

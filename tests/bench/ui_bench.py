@@ -1,6 +1,6 @@
 """Benchmark of the window's UI with a long task list, in Debian's Chromium (not a pytest test).
 
-    .venv/bin/python tests/bench/ui_bench.py [--tasks 10000] [--runs 5] [--adds 10] [--profile]
+    .venv/bin/python tests/bench/ui_bench.py [--tasks 10000] [--runs 5] [--adds 2] [--profile] [--keep-dir]
 
 The app is the real one: `ferry --headless --data-dir DIR` in a subprocess (its URL and token
 from DIR/runtime.json; it is stopped by its PID at the end), seeded with `--tasks` tasks through
@@ -17,7 +17,9 @@ seven completed). Chromium (headless, Playwright's sync API, a 1100x720 viewport
   text) being added to `#task-list` (a MutationObserver); a task without a due date sorts last,
   so the list scrolls to the end (vlist `reveal`) to show it. quick_add_paint_ms: to the end of
   the next frame; quick_add_visible_ms: to the first frame where the row is inside the list's
-  visible box (null if it never is within 3 s). Goal: visible <= 50 ms. `--adds` adds per run.
+  visible box (an IntersectionObserver; null if it never is within 3 s). Goal: visible <= 50 ms.
+  `--adds` adds per run. Then, for comparison, one add per run of a task due 2000-01-01, which
+  sorts first and so appears where the list already is (quick_add_dated_visible_ms).
 - scroll: from the top to the bottom of the whole list, `--step` px per frame set on
   `#task-list.scrollTop` from requestAnimationFrame (the main thread does the work, as when the
   list is dragged); the rAF timestamps give the frame times: frames, frames over 50 ms, the
@@ -28,10 +30,13 @@ seven completed). Chromium (headless, Playwright's sync API, a 1100x720 viewport
 
 Output: JSON lines, one for the machine and the seeding, then one per metric with the median,
 max and each run's value (`{"bench": "ui", "metric": ..., "median": ..., "max": ..., "runs":
-[...], "tasks": 10000, "goal": ...}`), then a summary. With `--profile`, one more unmeasured
-round runs under the V8 sampling profiler and prints the functions with the most self time in
-each phase. The page's CSP forbids eval, so everything in the page runs through an init script
-and `page.evaluate` with functions (CDP), never `wait_for_function` with a string.
+[...], "tasks": 10000, "goal": ...}`), then a summary. With `--profile`, unmeasured rounds follow:
+each phase under V8's sampling profiler (the functions with the most self time), then under
+Chromium's tracing (the renderer main thread's busy and CPU time, its tasks over 50 ms with their
+wall and CPU time -- on a busy machine a long frame may be a wait for a core, not work -- and the
+trace events with the most self time). The page's CSP forbids eval, so everything in the page runs
+through an init script and `page.evaluate` with functions (CDP), never `wait_for_function` with a
+string.
 """
 
 from __future__ import annotations
@@ -97,7 +102,6 @@ INIT_JS = r"""
   document.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && b.qaArmed && event.target && event.target.id === "new-title") {
       b.qaArmed = false;
-      if (b.watcher) b.watcher.disconnect();
       b.qa = { title: event.target.value, start: performance.now(), seen: null, index: null,
                inViewWhenSeen: null, frame: null, paint: null, visible: null };
     }
@@ -106,28 +110,32 @@ INIT_JS = r"""
     const a = list.getBoundingClientRect(), r = row.getBoundingClientRect();
     return r.height > 0 && r.top >= a.top - 1 && r.bottom <= a.bottom + 1;
   };
-  // ...and the row with its title being added to the list; then, with an IntersectionObserver
-  // (no per-frame polling), the first rendering update in which it is wholly in the list's box.
-  document.addEventListener("DOMContentLoaded", () => {
-    const list = document.getElementById("task-list");
-    if (!list) return;
-    const watch = (qa, row) => {
-      if (!b.watcher) {
-        b.watcher = new IntersectionObserver((entries) => {
-          const current = b.qa;
-          if (!current || current.visible !== null) return;
-          for (const e of entries) {
-            if (e.isIntersecting && e.intersectionRatio > 0.99 && e.target.dataset.id === current.id) {
-              current.visible = e.time;
-              b.qaResolve();
-              return;
-            }
+  // ...and the row with its title being added to the list (a MutationObserver, installed only
+  // while a quick-add is measured); then, with an IntersectionObserver (no per-frame polling),
+  // the first rendering update in which it is wholly inside the list's box.
+  const watch = (row) => {
+    if (!b.watcher) {
+      b.watcher = new IntersectionObserver((entries) => {
+        const current = b.qa;
+        if (!current || current.visible !== null) return;
+        for (const e of entries) {
+          if (e.isIntersecting && e.intersectionRatio > 0.99 && e.target.dataset.id === current.id) {
+            current.visible = e.time;
+            b.qaResolve();
+            return;
           }
-        }, { root: list, threshold: [0, 1] });
-      }
-      b.watcher.observe(row);
-    };
-    new MutationObserver((records) => {
+        }
+      }, { root: document.getElementById("task-list"), threshold: [0, 1] });
+    }
+    b.watcher.observe(row);
+  };
+  b.armQuickAdd = () => {
+    const list = document.getElementById("task-list");
+    b.stopQuickAdd();
+    b.qa = null;
+    b.qaArmed = true;
+    b.qaDone = new Promise((resolve) => { b.qaResolve = resolve; });
+    b.mutations = new MutationObserver((records) => {
       const qa = b.qa;
       if (!qa) return;
       for (const record of records) {
@@ -135,7 +143,7 @@ INIT_JS = r"""
           if (node.nodeType !== 1 || !node.matches(".row[data-id]")) continue;
           if (qa.seen !== null) {
             // The row may be rendered again (a refresh): the new element is watched too.
-            if (qa.visible === null && node.dataset.id === qa.id) watch(qa, node);
+            if (qa.visible === null && node.dataset.id === qa.id) watch(node);
             continue;
           }
           const title = node.querySelector(".title");
@@ -145,12 +153,20 @@ INIT_JS = r"""
           qa.index = Number(node.dataset.index);
           qa.inViewWhenSeen = inView(list, node);
           b.afterNextFrame((ts, t) => { qa.frame = ts; qa.paint = t; });
-          watch(qa, node);
-          setTimeout(() => b.qaResolve(), 3000);  // never visible: give up after 3 s
+          watch(node);
+          const resolve = b.qaResolve;  // this add's, not a later one's
+          setTimeout(() => resolve(), 3000);  // never visible: give up after 3 s
         }
       }
-    }).observe(list, { childList: true, subtree: true });
-  });
+    });
+    b.mutations.observe(list, { childList: true, subtree: true });
+  };
+  b.stopQuickAdd = () => {
+    if (b.mutations) b.mutations.disconnect();
+    if (b.watcher) b.watcher.disconnect();
+    b.mutations = b.watcher = null;
+    b.qaArmed = false;
+  };
 })();
 """
 
@@ -199,9 +215,7 @@ SETTLE_JS = """async ({ top, timeoutMs }) => {
 
 ARM_QUICK_ADD_JS = """() => {
   const b = window.__ferryBench;
-  b.qa = null;
-  b.qaArmed = true;
-  b.qaDone = new Promise((resolve) => { b.qaResolve = resolve; });
+  b.armQuickAdd();
   b.qaResources = performance.getEntriesByType("resource").length;
   return document.activeElement && document.activeElement.id;
 }"""
@@ -209,6 +223,8 @@ ARM_QUICK_ADD_JS = """() => {
 QUICK_ADD_RESULT_JS = """async (timeoutMs) => {
   const b = window.__ferryBench;
   await b.within(b.qaDone, timeoutMs);
+  await new Promise((resolve) => b.afterNextFrame(resolve));  // the frame after the row, measured
+  b.stopQuickAdd();
   const qa = b.qa;
   if (!qa) return null;
   const round = (x) => (x == null ? null : Math.round(x * 10) / 10);
@@ -221,6 +237,12 @@ QUICK_ADD_RESULT_JS = """async (timeoutMs) => {
     title: qa.title, seen: rel(qa.seen), paint: rel(qa.paint), visible: rel(qa.visible),
     index: qa.index, in_view_when_seen: qa.inViewWhenSeen,
     requests, api_requests_after: api.length - requests.length,
+    // Where the row is at the end, relative to the bottom of the list's box (> -40: not wholly shown).
+    row_top_below_view_bottom_px: (() => {
+      const list = document.getElementById("task-list");
+      const row = qa.id && list.querySelector(`.row[data-id="${qa.id}"]`);
+      return row ? round(row.getBoundingClientRect().top - list.getBoundingClientRect().bottom) : null;
+    })(),
     waited: rel(performance.now()),
     total: Number(document.querySelector("#task-list .row")?.getAttribute("aria-setsize")),
   };
@@ -607,9 +629,9 @@ def run_rounds(page: Any, url: str, token: str, args: argparse.Namespace) -> Non
     keys = ("html_response_end", "dom_content_loaded", "scripts_loaded", "first_page_fetch_start",
             "first_page_fetch_end", "ready", "paint")  # fmt: skip
     emit(bench="ui", what="first view breakdown (median ms from navigation start)",
-         **{k: statistics.median(v[k] for v in views if v[k] is not None) for k in keys},
+         **{k: round(statistics.median(v[k] for v in views if v[k] is not None), 1) for k in keys},
          longtasks=[v["longtasks"] for v in views],
-         requests_last_run=views[-1]["requests"])  # fmt: skip
+         requests_finished_by_paint_last_run=views[-1]["requests"])  # fmt: skip
 
     adds = []
     for run in range(args.runs):
@@ -620,6 +642,7 @@ def run_rounds(page: Any, url: str, token: str, args: argparse.Namespace) -> Non
     figure("quick_add_visible_ms", [a["visible"] for a in adds], args.tasks,
            what="to the first frame with the row inside the list's visible box (null: never, within 3 s)",
            in_view_when_added=[a["in_view_when_seen"] for a in adds], index=[a["index"] for a in adds],
+           row_top_below_view_bottom_px=[a["row_top_below_view_bottom_px"] for a in adds],
            list_total=[a["total"] for a in adds])  # fmt: skip
     emit(bench="ui", what="quick-add: API requests until the row was added (path, start, end: ms from Enter), last add",
          requests=adds[-1]["requests"],

@@ -12,19 +12,19 @@ from __future__ import annotations
 import re
 import time
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.ui.conftest import UI, screenshot
 
-LIVE_LIMIT_S = 1.0  # DESIGN.md: a change shows in an open window within about a second
+LIVE_LIMIT_S = 1.0  # a change made elsewhere shows in an open window within a second
 WAIT_MS = 5_000  # how long a wait may run before it fails (the measurement is asserted apart)
 
 
-def _task_row(page: Page, task_id: str):  # type: ignore[no-untyped-def]
+def _task_row(page: Page, task_id: str) -> Locator:
     return page.locator(f'#task-list .row[data-id="{task_id}"]')
 
 
-def _note_row(page: Page, note_id: str):  # type: ignore[no-untyped-def]
+def _note_row(page: Page, note_id: str) -> Locator:
     return page.locator(f'#note-list .row[data-id="{note_id}"]')
 
 

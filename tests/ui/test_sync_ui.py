@@ -23,11 +23,12 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.servers import (
     ROOT,
     Process,
+    Running,
     ferry_server_process,
     free_port,
     local_settings,
@@ -45,7 +46,7 @@ BODY = "line one\nline two\nline three\nline four\n"
 
 
 @contextmanager
-def browser_on(app, browser: Browser) -> Iterator[UI]:  # type: ignore[no-untyped-def]
+def browser_on(app: Running, browser: Browser) -> Iterator[UI]:
     """Like the `ui` fixture, for a local app this test started itself (a syncing device)."""
     harness = UI(app, browser)
     try:
@@ -79,7 +80,7 @@ def server_again(data_dir: Path, port: int) -> Iterator[Process]:
         running.stop()
 
 
-def badge(page: Page):  # type: ignore[no-untyped-def]
+def badge(page: Page) -> Locator:
     return page.locator("#sync-badge")
 
 
@@ -127,41 +128,74 @@ def test_sync_badge_follows_the_server_going_and_coming_back(browser: Browser, t
         # The server stops: the next round finds it gone and the badge says Offline.
         server.stop()
         page.locator("#sync-now").click()
-        expect(badge(page)).to_have_attribute("data-state", "offline", timeout=WAIT_MS)
-        expect(page.locator("#sync-text")).to_have_text("Offline")
-        expect(page.locator("#sync-state")).to_have_text("Offline")
-        expect(page.locator("#sync-error")).not_to_be_empty()
-        dialog.locator(".close-dialog").first.click()
-        expect(dialog).to_be_hidden()
-
-        # A change made meanwhile waits, and the badge says so.
         with app.client() as api:
+            with explained(api):
+                expect(badge(page)).to_have_attribute("data-state", "offline", timeout=WAIT_MS)
+            expect(page.locator("#sync-text")).to_have_text("Offline")
+            expect(page.locator("#sync-state")).to_have_text("Offline")
+            expect(page.locator("#sync-error")).not_to_be_empty()
+            dialog.locator(".close-dialog").first.click()
+            expect(dialog).to_be_hidden()
+
+            # A change made meanwhile waits; after the next round (asked for through the
+            # API) the badge counts it.
             made = api.post("/api/tasks", json={"title": "Made while the server was down"})
             assert made.status_code == 201, made.text
-            expect(page.locator("#sync-pending")).to_be_visible(timeout=WAIT_MS)
-            expect(page.locator("#sync-pending")).to_have_text("1 waiting")
+            assert api.post("/api/sync/now").status_code == 202
+            with explained(api):
+                expect(page.locator("#sync-pending")).to_have_text("1 waiting", timeout=WAIT_MS)
+            expect(page.locator("#sync-pending")).to_be_visible()
             expect(badge(page)).to_have_attribute("data-state", "offline", timeout=WAIT_MS)
             expect(badge(page)).to_have_attribute("title", re.compile(r"^Offline — "))
             screenshot(page, "badge-offline")
-            assert api.get("/api/sync/status").json()["state"] in ("offline", "syncing")
 
             # The server comes back where it was: Sync now brings the badge back to up to date.
-            stack.enter_context(server_again(tmp_path / "server", port))
+            again = stack.enter_context(server_again(tmp_path / "server", port))
             badge(page).click()
             expect(dialog).to_be_visible()
             page.locator("#sync-now").click()
-            expect(badge(page)).to_have_attribute("data-state", "idle", timeout=WAIT_MS)
+            with explained(api):
+                expect(badge(page)).to_have_attribute("data-state", "idle", timeout=WAIT_MS)
             expect(page.locator("#sync-text")).to_have_text(UP_TO_DATE)
             expect(page.locator("#sync-pending")).to_be_hidden()
             expect(page.locator("#sync-error")).to_be_empty()
             expect(page.locator("#sync-waiting")).to_have_text("0")
             status = api.get("/api/sync/status").json()
             assert status["state"] == "idle" and status["pending_changes"] == 0, status
-        # What was made offline reached the server.
-        with httpx.Client(base_url=server.url, timeout=10) as anon:
-            token = anon.post("/api/auth/token", data={"username": "alice", "password": PASSWORD}).json()
-            tasks = anon.get("/api/tasks", headers={"Authorization": f"Bearer {token['access_token']}"}).json()
-        assert [t["title"] for t in tasks] == ["Made while the server was down"]
+            # What was made offline reached the server.
+            with httpx.Client(base_url=again.url, timeout=10) as anon:
+                token = anon.post("/api/auth/token", data={"username": "alice", "password": PASSWORD}).json()
+                tasks = anon.get("/api/tasks", headers={"Authorization": f"Bearer {token['access_token']}"}).json()
+            assert [t["title"] for t in tasks] == ["Made while the server was down"]
+
+            # Offline again, after a few failed rounds (so the engine is backing off for a
+            # couple of seconds): a change made now is counted on the badge at once, not
+            # only after the next retry (README: the badge shows how many changes wait).
+            dialog.locator(".close-dialog").first.click()
+            again.stop()
+            for _ in range(4):
+                assert api.post("/api/sync/now").status_code == 202
+                page.wait_for_timeout(300)  # the refused round takes milliseconds
+            with explained(api):
+                expect(badge(page)).to_have_attribute("data-state", "offline", timeout=WAIT_MS)
+            expect(page.locator("#sync-pending")).to_be_hidden()
+            assert api.post("/api/tasks", json={"title": "Made while backing off"}).status_code == 201
+            expect(page.locator("#task-list .row", has_text="Made while backing off")).to_have_count(1)
+            with explained(api, "the badge does not count a change made while offline"):
+                expect(page.locator("#sync-pending")).to_have_text("1 waiting", timeout=1_500)
+
+
+@contextmanager
+def explained(api: httpx.Client, what: str = "") -> Iterator[None]:
+    """A failed wait's message also says where the engine stood when it failed."""
+    try:
+        yield
+    except AssertionError as exc:
+        try:
+            status = api.get("/api/sync/status").json()
+        except httpx.HTTPError as read_error:
+            status = repr(read_error)
+        raise AssertionError(f"{what}\n{exc}\nsync status then: {status}".lstrip()) from None
 
 
 # -- (2) connect errors sit next to their field ----------------------------------------------
@@ -224,6 +258,9 @@ def test_connect_errors_show_next_to_the_field(browser: Browser, tmp_path: Path)
         submit.click()
         expect(page.locator("#sync-signed-in")).to_be_visible(timeout=WAIT_MS)
         expect(badge(page)).to_have_attribute("data-state", "idle", timeout=WAIT_MS)
+        for slot in errors.values():
+            expect(slot).to_be_empty()
+        expect(page.locator("#connect-form [aria-invalid]")).to_have_count(0)
         with app.client() as api:
             assert api.get("/api/sync/status").json()["username"] == "alice"
 

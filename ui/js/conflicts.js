@@ -8,6 +8,12 @@ import { toast } from "./toast.js";
 const $ = (id) => document.getElementById(id);
 let pending = null; // {kind, copy, current, onDone}
 
+/** The server names a copy "<title> (conflict copy)"; the kept version gets the plain title. */
+const COPY_SUFFIX = " (conflict copy)";
+function plainTitle(title) {
+  return title.endsWith(COPY_SUFFIX) ? title.slice(0, -COPY_SUFFIX.length) || title : title;
+}
+
 function textField(kind) {
   return kind === "task" ? "description" : "body";
 }
@@ -28,7 +34,7 @@ export async function openConflict(kind, copy, onDone = () => {}) {
   $("conflict-current").replaceChildren(versionView(current, field));
   $("conflict-copy").replaceChildren(versionView(copy, field));
   $("merge-text-label").textContent = kind === "task" ? "Description" : "Note";
-  $("merge-title").value = (current || copy).title;
+  $("merge-title").value = plainTitle((current || copy).title);
   $("merge-text").value = (current || copy)[field] || "";
   clearErrors($("conflict-merge"));
   $("conflict-dialog").showModal();
@@ -59,13 +65,13 @@ async function keepCurrent() {
   const { kind, copy, current } = pending;
   const field = textField(kind);
   const source = current || copy;
-  await run(() => settle({ title: source.title, [field]: source[field] }));
+  await run(() => settle({ title: plainTitle(source.title), [field]: source[field] }));
 }
 
 async function keepCopy() {
   const { kind, copy } = pending;
   const field = textField(kind);
-  await run(() => settle({ title: copy.title, [field]: copy[field] }));
+  await run(() => settle({ title: plainTitle(copy.title), [field]: copy[field] }));
 }
 
 async function run(action) {

@@ -87,12 +87,13 @@ async function start() {
   live.connect();
   initSettings();
   initSync();
-  notes.initNotes().catch(() => {});
   try {
     await tasks.initTasks();
   } finally {
     document.dispatchEvent(new Event("ferry:ready")); // see ready.js
   }
+  // The hidden Notes section loads once the first view is on screen.
+  notes.initNotes().catch(() => {});
   if (!document.activeElement || document.activeElement === document.body) tasks.focusQuickAdd();
 }
 

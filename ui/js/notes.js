@@ -64,6 +64,7 @@ function setView(name) {
     tab.setAttribute("aria-selected", String(tab.dataset.view === name));
     tab.tabIndex = tab.dataset.view === name ? 0 : -1;
   }
+  refreshConflictCount(); // an emptied Conflicts view hides once left
   list.reset().catch(() => {});
 }
 
@@ -369,4 +370,5 @@ export async function initNotes() {
   });
   live.on("resync", () => refresh());
   await list.reset();
+  refreshConflictCount();
 }

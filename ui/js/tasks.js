@@ -90,6 +90,7 @@ function setView(name) {
     tab.setAttribute("aria-selected", String(tab.dataset.view === name));
     tab.tabIndex = tab.dataset.view === name ? 0 : -1;
   }
+  refreshConflictCount(); // an emptied Conflicts view hides once left
   list.reset().catch(showLoadError);
 }
 
@@ -130,6 +131,11 @@ async function quickAdd(event) {
   }
   if (!matchesView(task)) {
     toast(`Added “${task.title}” (not in this view)`);
+    return;
+  }
+  // Undated tasks sort last: the row goes on screen at once, and the re-read confirms it.
+  if (!task.due_date && list.append(task)) {
+    list.reveal(list.active, task.id).catch(showLoadError);
     return;
   }
   const index = await positionOfNew(task).catch(() => list.total);
@@ -337,6 +343,7 @@ export async function initTasks() {
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) refresh(); // the date may have moved on: Today and overdue change
   });
-  refreshConflictCount();
   await list.reset();
+  // After the first page: the count must not hold up the first view.
+  refreshConflictCount();
 }

@@ -4,7 +4,8 @@
 // a long frame. Rows have a fixed height. Keyboard focus moves with a roving tabindex; the
 // keys and clicks that act on a row call the section's `actions`.
 
-const OVERSCAN = 8;
+const OVERSCAN = 8; // rows rendered beyond each edge of the view
+const READ_AHEAD = 60; // rows whose page is fetched beyond each edge, so scrolling rarely waits
 
 export class VirtualList {
   /**
@@ -75,6 +76,25 @@ export class VirtualList {
       this.actions.open(item, { keyboard: false });
       row.focus({ preventScroll: true });
     }
+  }
+
+  /** Shows a record just created at the end of the list at once (before the re-read that
+   * confirms it), when the last page is loaded; false if it is not. */
+  append(item) {
+    const index = this.total;
+    const page = Math.floor(index / this.pageSize);
+    const rows = this.pages.get(page) ?? (index % this.pageSize === 0 ? [] : null);
+    if (!rows || this.stale.has(page) || rows.length !== index % this.pageSize) return false;
+    rows.push(item);
+    this.pages.set(page, rows);
+    this.total += 1;
+    this.spacer.style.height = `${this.total * this.rowHeight}px`;
+    if (this.onTotal) this.onTotal(this.total);
+    this.highlightId = item.id;
+    this.active = index;
+    this.scrollToIndex(index);
+    this._paint();
+    return true;
   }
 
   /** Changes a loaded record in place (an optimistic update); returns the old one, or null. */
@@ -171,6 +191,9 @@ export class VirtualList {
     this.active = Math.max(0, index);
     this.scrollToIndex(this.active);
     await this.refresh();
+    // The list may only now be long enough to scroll that far.
+    this.scrollToIndex(this.active);
+    this._paint();
     setTimeout(() => {
       if (this.highlightId === id) {
         this.highlightId = null;
@@ -180,7 +203,7 @@ export class VirtualList {
   }
 
   async _ensureVisible() {
-    const { first, last } = this._window();
+    const { first, last } = this._window(READ_AHEAD);
     const wanted = new Set();
     const firstPage = Math.floor(first / this.pageSize);
     const lastPage = Math.floor(Math.max(first, last - 1) / this.pageSize);
@@ -242,11 +265,11 @@ export class VirtualList {
     }
   }
 
-  _window() {
+  _window(margin = OVERSCAN) {
     const top = this.container.scrollTop;
     const height = this.container.clientHeight || 600;
-    const first = Math.max(0, Math.floor(top / this.rowHeight) - OVERSCAN);
-    const last = Math.min(Math.max(this.total, 1), Math.ceil((top + height) / this.rowHeight) + OVERSCAN);
+    const first = Math.max(0, Math.floor(top / this.rowHeight) - margin);
+    const last = Math.min(Math.max(this.total, 1), Math.ceil((top + height) / this.rowHeight) + margin);
     return { first, last };
   }
 
