@@ -5,8 +5,8 @@
 import { api, ApiError, clearErrors, showErrors } from "./api.js";
 import * as live from "./live.js";
 import { noteRow } from "./render.js";
+import { Section } from "./section.js";
 import { toast } from "./toast.js";
-import { VirtualList } from "./vlist.js";
 import { openConflict } from "./conflicts.js";
 
 const ROW_HEIGHT = 56;
@@ -14,10 +14,8 @@ const DEBOUNCE_MS = 400;
 const MAX_WAIT_MS = 2000;
 const $ = (id) => document.getElementById(id);
 
-let view = "all";
-let query = "";
+let section;
 let list;
-let refreshTimer = 0;
 
 /** The open note: `note` is the last version the API confirmed; `dirty` the fields typed since. */
 let open = null;
@@ -27,51 +25,15 @@ let saving = Promise.resolve();
 
 const INPUTS = { title: "note-title", body: "note-body" };
 
-function viewParams() {
-  const params = { q: query || undefined };
-  if (view === "open") params.completed = false;
-  if (view === "done") params.completed = true;
-  if (view === "conflicts") params.conflicts = true;
-  return params;
-}
-
-export function refreshSoon() {
-  if (refreshTimer) return;
-  refreshTimer = setTimeout(() => {
-    refreshTimer = 0;
-    refresh();
-  }, 16);
-}
-
-export function refresh() {
-  refreshConflictCount();
-  return list.refresh().catch((err) => toast(`Could not load notes: ${err.message}`));
-}
-
-async function refreshConflictCount() {
-  try {
-    const { total } = await api.list("/api/notes", { conflicts: true, limit: 1 });
-    document.querySelector('#notes-view [data-view="conflicts"]').hidden = total === 0 && view !== "conflicts";
-    document.querySelector('[data-count="note-conflicts"]').textContent = `(${total})`;
-  } catch {
-    // the list's own error says the API is down
-  }
-}
-
-function setView(name) {
-  view = name;
-  for (const tab of document.querySelectorAll("#notes-view [role=tab]")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.view === name));
-    tab.tabIndex = tab.dataset.view === name ? 0 : -1;
-  }
-  refreshConflictCount(); // an emptied Conflicts view hides once left
-  list.reset().catch(() => {});
+function viewParams(view) {
+  if (view === "open") return { completed: false };
+  if (view === "done") return { completed: true };
+  if (view === "conflicts") return { conflicts: true };
+  return {};
 }
 
 export function setQuery(text) {
-  if (text === query) return;
-  query = text;
-  list.reset().catch(() => {});
+  section.setQuery(text);
 }
 
 // -- saving -------------------------------------------------------------------------------------
@@ -253,7 +215,7 @@ async function keepTheirs(data) {
 async function newNote() {
   try {
     const note = await api.post("/api/notes", { title: "Untitled", body: "" });
-    if (view !== "all" && view !== "open") setView("all");
+    if (section.view !== "all" && section.view !== "open") section.setView("all");
     await list.refresh();
     const index = list.indexOfId(note.id);
     if (index >= 0) list.setActive(index);
@@ -265,15 +227,8 @@ async function newNote() {
 }
 
 async function toggleDone(note) {
-  const done = !note.done;
-  list.patchItem(note.id, { done });
-  try {
-    const saved = await api.patch(`/api/notes/${note.id}`, { done });
-    if (open && open.note.id === note.id) $("note-done").checked = saved.done;
-  } catch (err) {
-    list.patchItem(note.id, { done: note.done });
-    toast(`Could not change “${note.title}”: ${err.message}`);
-  }
+  const saved = await section.toggle(note, "done");
+  if (saved && open && open.note.id === note.id) $("note-done").checked = saved.done;
 }
 
 async function remove(note) {
@@ -282,56 +237,29 @@ async function remove(note) {
     open = null;
     $("note-editor").hidden = true;
   }
-  try {
-    await api.del(`/api/notes/${note.id}`);
-  } catch (err) {
-    if (err.status !== 404) {
-      toast(`Could not delete “${note.title}”: ${err.message}`);
-      return;
-    }
-  }
-  refresh();
-  list.focusActive();
-  toast(`Deleted “${note.title}”`, {
-    undo: async () => {
-      try {
-        const restored = await api.post(`/api/notes/${note.id}/restore`);
-        await list.refresh();
-        const at = list.indexOfId(restored.id);
-        if (at >= 0) await list.reveal(at, restored.id);
-        list.focusActive();
-      } catch (err) {
-        toast(`Could not undo: ${err.message}`);
-      }
-    },
-  });
+  if (await section.removeWithUndo(note)) list.focusActive();
 }
 
 export function focusList() {
-  list.setActive(list.active, { focus: true });
+  section.focusList();
 }
 
 export { newNote };
 
 export async function initNotes() {
-  list = new VirtualList({
-    container: $("note-list"),
+  section = new Section({
+    kind: "note",
+    plural: "notes",
     rowHeight: ROW_HEIGHT,
-    fetchPage: (skip, limit) => api.list("/api/notes", { ...viewParams(), skip, limit }),
     renderRow: noteRow,
-    onTotal: (total) => {
-      $("note-count").textContent = `${total} ${total === 1 ? "note" : "notes"}`;
-      $("note-empty").hidden = total > 0;
-    },
+    viewParams,
     actions: {
       open: (note, { keyboard }) => openNote(note, { focusField: keyboard ? "note-body" : null }),
       toggle: toggleDone,
       remove,
     },
   });
-  for (const tab of document.querySelectorAll("#notes-view [role=tab]")) {
-    tab.addEventListener("click", () => setView(tab.dataset.view));
-  }
+  list = section.list;
   $("new-note").addEventListener("click", newNote);
   const form = $("note-form");
   form.addEventListener("input", onInput);
@@ -366,9 +294,7 @@ export async function initNotes() {
   });
   live.on("note.*", (data, type) => {
     updateOpen(type, data);
-    refreshSoon();
+    section.refreshSoon();
   });
-  live.on("resync", () => refresh());
-  await list.reset();
-  refreshConflictCount();
+  await section.start();
 }

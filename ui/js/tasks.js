@@ -5,36 +5,33 @@ import { api, ApiError, clearErrors, showErrors } from "./api.js";
 import { addDays, today } from "./dates.js";
 import * as live from "./live.js";
 import { taskRow } from "./render.js";
+import { Section } from "./section.js";
 import { toast } from "./toast.js";
-import { VirtualList } from "./vlist.js";
 import { openConflict } from "./conflicts.js";
 
 const ROW_HEIGHT = 40;
 const $ = (id) => document.getElementById(id);
 
-let view = "all";
-let query = "";
+let section;
 let list;
 let detail = null; // {task, deleted} while the pane is open
-let refreshTimer = 0;
 
-function viewParams(name = view) {
+function viewParams(view) {
   const now = today();
-  const params = { q: query || undefined };
-  if (name === "today") Object.assign(params, { completed: false, due_before: addDays(now, 1) });
-  if (name === "upcoming") Object.assign(params, { completed: false, due_after: now });
-  if (name === "completed") params.completed = true;
-  if (name === "conflicts") params.conflicts = true;
-  return params;
+  if (view === "today") return { completed: false, due_before: addDays(now, 1) };
+  if (view === "upcoming") return { completed: false, due_after: now };
+  if (view === "completed") return { completed: true };
+  if (view === "conflicts") return { conflicts: true };
+  return {};
 }
 
 function matchesView(task) {
   const now = today();
-  if (query) {
-    const needle = query.toLocaleLowerCase();
+  if (section.query) {
+    const needle = section.query.toLocaleLowerCase();
     if (!`${task.title}\n${task.description}`.toLocaleLowerCase().includes(needle)) return false;
   }
-  switch (view) {
+  switch (section.view) {
     case "today": return !task.completed && !!task.due_date && task.due_date <= now;
     case "upcoming": return !task.completed && !!task.due_date && task.due_date > now;
     case "completed": return task.completed;
@@ -46,7 +43,7 @@ function matchesView(task) {
 /** Where a task just created sits in the current view: the list is ordered by due date (none
  * last), then by creation, so a new task comes after every task due on or before its date. */
 async function positionOfNew(task) {
-  const params = { ...viewParams(), limit: 1 };
+  const params = { ...section.params(), limit: 1 };
   if (task.due_date) {
     const bound = addDays(task.due_date, 1);
     params.due_before = params.due_before && params.due_before < bound ? params.due_before : bound;
@@ -55,49 +52,8 @@ async function positionOfNew(task) {
   return total - 1;
 }
 
-export function refreshSoon() {
-  // Events come in bursts (a sync applies hundreds): one re-read per burst.
-  if (refreshTimer) return;
-  refreshTimer = setTimeout(() => {
-    refreshTimer = 0;
-    refresh();
-  }, 16);
-}
-
-export function refresh() {
-  refreshConflictCount();
-  return list.refresh().catch(showLoadError);
-}
-
-function showLoadError(err) {
-  toast(`Could not load tasks: ${err.message}`);
-}
-
-async function refreshConflictCount() {
-  try {
-    const { total } = await api.list("/api/tasks", { conflicts: true, limit: 1 });
-    const tab = document.querySelector('#tasks-view [data-view="conflicts"]');
-    tab.hidden = total === 0 && view !== "conflicts";
-    document.querySelector('[data-count="task-conflicts"]').textContent = `(${total})`;
-  } catch {
-    // the list's own error says the API is down
-  }
-}
-
-function setView(name) {
-  view = name;
-  for (const tab of document.querySelectorAll("#tasks-view [role=tab]")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.view === name));
-    tab.tabIndex = tab.dataset.view === name ? 0 : -1;
-  }
-  refreshConflictCount(); // an emptied Conflicts view hides once left
-  list.reset().catch(showLoadError);
-}
-
 export function setQuery(text) {
-  if (text === query) return;
-  query = text;
-  list.reset().catch(showLoadError);
+  section.setQuery(text);
 }
 
 // -- quick add ----------------------------------------------------------------------------------
@@ -135,52 +91,24 @@ async function quickAdd(event) {
   }
   // Undated tasks sort last: the row goes on screen at once, and the re-read confirms it.
   if (!task.due_date && list.append(task)) {
-    list.reveal(list.active, task.id).catch(showLoadError);
+    list.reveal(list.active, task.id).catch(section.showLoadError);
     return;
   }
   const index = await positionOfNew(task).catch(() => list.total);
-  await list.reveal(index, task.id).catch(showLoadError);
+  await list.reveal(index, task.id).catch(section.showLoadError);
 }
 
 // -- completion, delete, undo -------------------------------------------------------------------
 
 async function toggle(task) {
-  const completed = !task.completed;
-  list.patchItem(task.id, { completed }); // at once; the event that follows confirms it
-  try {
-    await api.patch(`/api/tasks/${task.id}`, { completed });
-  } catch (err) {
-    list.patchItem(task.id, { completed: task.completed });
-    toast(`Could not change “${task.title}”: ${err.message}`);
-  }
-  if (detail && detail.task.id === task.id) $("task-completed").checked = completed;
+  const saved = await section.toggle(task, "completed");
+  if (saved && detail && detail.task.id === task.id) $("task-completed").checked = saved.completed;
 }
 
 async function remove(task) {
-  try {
-    await api.del(`/api/tasks/${task.id}`);
-  } catch (err) {
-    if (err.status !== 404) {
-      toast(`Could not delete “${task.title}”: ${err.message}`);
-      return;
-    }
+  if ((await section.removeWithUndo(task)) && detail && detail.task.id === task.id) {
+    closeDetail({ focusList: true });
   }
-  if (detail && detail.task.id === task.id) closeDetail({ focusList: true });
-  refresh();
-  toast(`Deleted “${task.title}”`, {
-    undo: async () => {
-      try {
-        const restored = await api.post(`/api/tasks/${task.id}/restore`);
-        // It comes back to the place it left, which is where the list still is.
-        await list.refresh();
-        const at = list.indexOfId(restored.id);
-        if (at >= 0) await list.reveal(at, restored.id);
-        list.focusActive();
-      } catch (err) {
-        toast(`Could not undo: ${err.message}`);
-      }
-    },
-  });
 }
 
 // -- the detail pane ----------------------------------------------------------------------------
@@ -288,7 +216,7 @@ function updateDetail(type, data) {
 }
 
 export function focusList() {
-  list.setActive(list.active, { focus: true });
+  section.focusList();
 }
 
 export function focusQuickAdd() {
@@ -297,25 +225,20 @@ export function focusQuickAdd() {
 
 /** Builds the section; resolves once the first page is on screen. */
 export async function initTasks() {
-  list = new VirtualList({
-    container: $("task-list"),
+  section = new Section({
+    kind: "task",
+    plural: "tasks",
     rowHeight: ROW_HEIGHT,
-    fetchPage: (skip, limit) => api.list("/api/tasks", { ...viewParams(), skip, limit }),
     renderRow: taskRow,
-    onTotal: (total) => {
-      $("task-count").textContent = `${total} ${total === 1 ? "task" : "tasks"}`;
-      $("task-empty").hidden = total > 0;
-    },
+    viewParams,
     actions: {
       open: (task, { keyboard }) => openDetail(task, { focusField: keyboard ? "task-title" : null }),
       toggle,
       remove,
     },
   });
+  list = section.list;
   $("quick-add").addEventListener("submit", quickAdd);
-  for (const tab of document.querySelectorAll("#tasks-view [role=tab]")) {
-    tab.addEventListener("click", () => setView(tab.dataset.view));
-  }
 
   const form = $("task-form");
   form.addEventListener("submit", (event) => {
@@ -337,13 +260,10 @@ export async function initTasks() {
 
   live.on("task.*", (data, type) => {
     updateDetail(type, data);
-    refreshSoon();
+    section.refreshSoon();
   });
-  live.on("resync", () => refresh());
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden) refresh(); // the date may have moved on: Today and overdue change
+    if (!document.hidden) section.refresh(); // the date may have moved on: Today and overdue change
   });
-  await list.reset();
-  // After the first page: the count must not hold up the first view.
-  refreshConflictCount();
+  await section.start();
 }
