@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from tests.servers import free_port, stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 SOURCE_COMMAND = [sys.executable, "-m", "desktop"]
@@ -65,25 +67,6 @@ def xvfb(width: int = 1280, height: int = 800) -> Iterator[str]:
     finally:
         os.close(read)
         stop_process(proc)
-
-
-def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def app_env(display: str | None, debug_port: int | None = None) -> dict[str, str]:

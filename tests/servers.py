@@ -104,13 +104,16 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None, timeout:
 
 
 @contextmanager
-def ferry_server_process(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Process]:
-    """`python -m server` in a subprocess, stopped by its PID afterwards."""
-    port = free_port()
+def ferry_server_process(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Process]:
+    """`python -m server` in a subprocess, stopped by its PID afterwards. Given the `port` (and
+    data directory) of an earlier one, it is that server started again."""
+    port = port or free_port()
     log = data_dir / "server.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "FERRY_SECRET_KEY": "k" * 64, **(env or {})}
-    with open(log, "wb") as fh:
+    with open(log, "ab") as fh:  # appended: a server started again keeps the first one's log
         proc = subprocess.Popen(
             [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(data_dir), *args],
             stdout=fh,

@@ -8,15 +8,19 @@ The page's CSP forbids eval, so waits go through locators and `expect` (Playwrig
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
 
 from tests.servers import ROOT, Running, local_settings, serve
 
@@ -71,17 +75,24 @@ class UI:
         return [url for url in self.requests if urlsplit(url).hostname not in ("127.0.0.1", "localhost")]
 
 
+@contextmanager
+def browser_on(app: Running, browser: Browser) -> Iterator[UI]:
+    """Pages on `app`; on the way out they are closed, and none may have thrown."""
+    harness = UI(app, browser)
+    try:
+        yield harness
+    finally:
+        errors = []
+        for page in harness.pages:
+            errors += getattr(page, "ferry_errors", [])
+            page.context.close()
+        assert not errors, f"the page threw: {errors}"
+
+
 @pytest.fixture
 def ui(browser: Browser, tmp_path: Path) -> Iterator[UI]:
-    with serve(local_settings(tmp_path / "local")) as app:
-        harness = UI(app, browser)
-        try:
-            yield harness
-        finally:
-            for page in harness.pages:
-                errors = getattr(page, "ferry_errors", [])
-                page.context.close()
-                assert not errors, f"the page threw: {errors}"
+    with serve(local_settings(tmp_path / "local")) as app, browser_on(app, browser) as harness:
+        yield harness
 
 
 @pytest.fixture
@@ -99,3 +110,44 @@ def screenshot(page: Page, name: str) -> Path:
 
 def clean_artifacts() -> None:
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
+
+
+# -- the lists: rows are positioned by index, so DOM order may differ from list order ----------
+
+
+def rows(page: Page, kind: str) -> Locator:
+    """The rows of the `kind` ("task" or "note") list on screen; placeholders of pages still
+    loading have no data-id."""
+    return page.locator(f"#{kind}-list .row[data-id]")
+
+
+def row(page: Page, title: str, kind: str) -> Locator:
+    exact = page.locator(".title").filter(has_text=re.compile(rf"^{re.escape(title)}$"))
+    return rows(page, kind).filter(has=exact)
+
+
+def shown_titles(page: Page, kind: str) -> list[str]:
+    """The titles in list order."""
+    return page.evaluate(
+        """(kind) => [...document.querySelectorAll(`#${kind}-list .row[data-id]`)]
+              .sort((a, b) => Number(a.dataset.index) - Number(b.dataset.index))
+              .map((r) => r.querySelector('.title').textContent)""",
+        kind,
+    )
+
+
+def eventually(read: Callable[[], Any], expected: Any, timeout: float = 5.0) -> None:
+    """Polls `read()` until it returns `expected` (bounded), else fails showing the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if got == expected:
+            return
+        if time.monotonic() > deadline:
+            assert got == expected
+        time.sleep(0.05)
+
+
+def expect_titles(page: Page, titles: list[str], kind: str) -> None:
+    expect(rows(page, kind)).to_have_count(len(titles))
+    eventually(lambda: shown_titles(page, kind), titles)

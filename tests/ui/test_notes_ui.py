@@ -6,50 +6,21 @@ the blank-title error. What the UI saved is always read back through the local A
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.ui.conftest import UI, screenshot
+from tests.ui import conftest
+from tests.ui.conftest import UI, eventually, screenshot
+
+rows = partial(conftest.rows, kind="note")
+row = partial(conftest.row, kind="note")
+shown_titles = partial(conftest.shown_titles, kind="note")
+expect_titles = partial(conftest.expect_titles, kind="note")
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def rows(page: Page) -> Locator:
-    return page.locator("#note-list .row[data-id]")
-
-
-def row(page: Page, title: str) -> Locator:
-    exact = page.locator(".title").filter(has_text=re.compile(rf"^{re.escape(title)}$"))
-    return rows(page).filter(has=exact)
-
-
-def shown_titles(page: Page) -> list[str]:
-    return page.evaluate(
-        """() => [...document.querySelectorAll('#note-list .row[data-id]')]
-              .sort((a, b) => Number(a.dataset.index) - Number(b.dataset.index))
-              .map((r) => r.querySelector('.title').textContent)"""
-    )
-
-
-def eventually(read: Callable[[], Any], expected: Any, timeout: float = 5.0) -> None:
-    """Polls `read()` until it returns `expected` (bounded), else fails showing the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = read()
-        if got == expected:
-            return
-        if time.monotonic() > deadline:
-            assert got == expected
-        time.sleep(0.05)
-
-
-def expect_titles(page: Page, titles: list[str]) -> None:
-    expect(rows(page)).to_have_count(len(titles))
-    eventually(lambda: shown_titles(page), titles)
 
 
 def seed(api: httpx.Client, title: str, body: str = "", **fields: Any) -> dict[str, Any]:

@@ -10,10 +10,7 @@ bounded and every server, device and browser context is stopped on the way out.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -26,58 +23,19 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.servers import (
-    ROOT,
-    Process,
-    Running,
     ferry_server_process,
     free_port,
     local_settings,
     serve,
     server_settings,
-    wait_healthy,
 )
 from tests.syncworld import PASSWORD, Device, World, sync_world
-from tests.ui.conftest import UI, screenshot
+from tests.ui.conftest import UI, browser_on, screenshot
 
 WAIT_MS = 20_000  # a sync round (or an offline verdict after the back-off) on a loaded machine
 SHORT_MS = 3_000  # for what the page shows at once (a failure should not cost 10 s)
 UP_TO_DATE = re.compile(r"^Up to date · \d{1,2}:\d{2}(\s?[AP]M)?$")
 BODY = "line one\nline two\nline three\nline four\n"
-
-
-@contextmanager
-def browser_on(app: Running, browser: Browser) -> Iterator[UI]:
-    """Like the `ui` fixture, for a local app this test started itself (a syncing device)."""
-    harness = UI(app, browser)
-    try:
-        yield harness
-    finally:
-        errors = []
-        for page in harness.pages:
-            errors += getattr(page, "ferry_errors", [])
-            page.context.close()
-        assert not errors, f"the page threw: {errors}"
-
-
-@contextmanager
-def server_again(data_dir: Path, port: int) -> Iterator[Process]:
-    """`python -m server` once more on the same port and data directory (same key, same users)."""
-    log = data_dir / "server-again.log"
-    env = {**os.environ, "FERRY_SECRET_KEY": "k" * 64}  # what ferry_server_process gives it
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
-    running = Process(proc, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_healthy(running.url, proc)
-        yield running
-    finally:
-        running.stop()
 
 
 def badge(page: Page) -> Locator:
@@ -150,7 +108,7 @@ def test_sync_badge_follows_the_server_going_and_coming_back(browser: Browser, t
             screenshot(page, "badge-offline")
 
             # The server comes back where it was: Sync now brings the badge back to up to date.
-            again = stack.enter_context(server_again(tmp_path / "server", port))
+            again = stack.enter_context(ferry_server_process(tmp_path / "server", port=port))
             badge(page).click()
             expect(dialog).to_be_visible()
             page.locator("#sync-now").click()

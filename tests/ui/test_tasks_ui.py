@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 from playwright.sync_api import Locator, Page, expect
 
-from tests.ui.conftest import UI, screenshot
+from tests.ui import conftest
+from tests.ui.conftest import UI, eventually, screenshot
+
+rows = partial(conftest.rows, kind="task")
+row = partial(conftest.row, kind="task")
+shown_titles = partial(conftest.shown_titles, kind="task")
+expect_titles = partial(conftest.expect_titles, kind="task")
 
 TODAY = date.today()  # the browser runs in the same timezone as this process
 
@@ -26,44 +32,8 @@ def day(offset: int) -> str:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def rows(page: Page) -> Locator:
-    """The task rows on screen (placeholders of pages still loading have no data-id)."""
-    return page.locator("#task-list .row[data-id]")
-
-
-def row(page: Page, title: str) -> Locator:
-    exact = page.locator(".title").filter(has_text=re.compile(rf"^{re.escape(title)}$"))
-    return rows(page).filter(has=exact)
-
-
 def row_at(page: Page, index: int) -> Locator:
     return page.locator(f'#task-list .row[data-index="{index}"]')
-
-
-def shown_titles(page: Page) -> list[str]:
-    """The titles in list order (rows are positioned by index, so DOM order may differ)."""
-    return page.evaluate(
-        """() => [...document.querySelectorAll('#task-list .row[data-id]')]
-              .sort((a, b) => Number(a.dataset.index) - Number(b.dataset.index))
-              .map((r) => r.querySelector('.title').textContent)"""
-    )
-
-
-def eventually(read: Callable[[], Any], expected: Any, timeout: float = 5.0) -> None:
-    """Polls `read()` until it returns `expected` (bounded), else fails showing the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = read()
-        if got == expected:
-            return
-        if time.monotonic() > deadline:
-            assert got == expected
-        time.sleep(0.05)
-
-
-def expect_titles(page: Page, titles: list[str]) -> None:
-    expect(rows(page)).to_have_count(len(titles))
-    eventually(lambda: shown_titles(page), titles)
 
 
 def all_tasks(api: httpx.Client) -> list[dict[str, Any]]:
