@@ -89,11 +89,8 @@ async function quickAdd(event) {
     toast(`Added “${task.title}” (not in this view)`);
     return;
   }
-  // Undated tasks sort last: the row goes on screen at once, and the re-read confirms it.
-  if (!task.due_date && list.append(task)) {
-    list.reveal(list.active, task.id).catch(section.showLoadError);
-    return;
-  }
+  // Undated tasks sort last: the row goes on screen at once; the create's live event re-reads.
+  if (!task.due_date && list.append(task)) return;
   const index = await positionOfNew(task).catch(() => list.total);
   await list.reveal(index, task.id).catch(section.showLoadError);
 }

@@ -78,8 +78,8 @@ export class VirtualList {
     }
   }
 
-  /** Shows a record just created at the end of the list at once (before the re-read that
-   * confirms it), when the last page is loaded; false if it is not. */
+  /** Shows a record just created at the end of the list at once, when the last page is
+   * loaded; false if it is not. The create's own live event brings the re-read. */
   append(item) {
     const index = this.total;
     const page = Math.floor(index / this.pageSize);
@@ -90,10 +90,9 @@ export class VirtualList {
     this.total += 1;
     this.spacer.style.height = `${this.total * this.rowHeight}px`;
     if (this.onTotal) this.onTotal(this.total);
-    this.highlightId = item.id;
     this.active = index;
     this.scrollToIndex(index);
-    this._paint();
+    this._flash(item.id);
     return true;
   }
 
@@ -187,12 +186,17 @@ export class VirtualList {
 
   /** Shows `index` (scrolling it into view) and marks the row with `id` for a moment. */
   async reveal(index, id) {
-    this.highlightId = id;
     this.active = Math.max(0, index);
     this.scrollToIndex(this.active);
     await this.refresh();
     // The list may only now be long enough to scroll that far.
     this.scrollToIndex(this.active);
+    this._flash(id);
+  }
+
+  /** Marks the row with `id` for a moment. */
+  _flash(id) {
+    this.highlightId = id;
     this._paint();
     setTimeout(() => {
       if (this.highlightId === id) {
