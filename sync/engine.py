@@ -364,12 +364,15 @@ class SyncEngine:
     async def _sync_round(self, session: _Session) -> None:
         started = time.perf_counter()
         pushed = await self._push(session)
-        pulled = await self._pull(session)
-        session.rounds += 1
         # After a mismatch that a full re-sync could not mend, compare every round, so the
         # error stays visible until the two sides really agree (rule 6).
-        if pushed or pulled or session.rounds % 10 == 1 or session.diverged:
-            await self._check_digest(session)
+        check = session.rounds % 10 == 0 or session.diverged
+        # The server adds its digest to the pull's last page whenever the log moved (this
+        # push included), so a round that moved anything costs no extra request to compare.
+        pulled, remote = await self._pull(session, "yes" if check else "changed")
+        session.rounds += 1
+        if pushed or pulled or check or remote is not None:
+            await self._check_digest(session, remote)
         self.status.last_round = {
             "pushed": pushed,
             "pulled": pulled,
@@ -410,19 +413,29 @@ class SyncEngine:
         result = orjson.loads(response.content)
         await asyncio.to_thread(self.store.acknowledge, [p.seq for p in batch], result.get("resolved", []))
 
-    async def _pull(self, session: _Session) -> int:
-        """Pull pages until the end of the log. While a page is being applied, the next one is
-        already being fetched (the server and this device work at the same time); the cursor
-        still moves only with each applied page, in its transaction."""
+    async def _pull(self, session: _Session, digest: str = "no") -> tuple[int, dict[str, Any] | None]:
+        """Pull pages until the end of the log; returns how many changes arrived and the
+        server's digest if its last page carried one (`digest`: see the pull route).
+
+        While a page is being applied, the next one is already being fetched (the server and
+        this device work at the same time); the cursor still moves only with each applied
+        page, in its transaction."""
         start = cursor = await asyncio.to_thread(self.store.cursor)
         received = 0
 
         async def fetch(after: int) -> dict[str, Any]:
+            # Past the first page the log has moved: "changed" would always say yes.
+            wanted = "yes" if digest == "changed" and after != start else digest
             r = await self._call(
                 session,
                 "GET",
                 "/api/sync/pull",
-                params={"after": after, "limit": PULL_PAGE_DEFAULT, "exclude_node": self.store.node},
+                params={
+                    "after": after,
+                    "limit": PULL_PAGE_DEFAULT,
+                    "exclude_node": self.store.node,
+                    "digest": wanted,
+                },
             )
             return orjson.loads(r.content)
 
@@ -437,7 +450,7 @@ class SyncEngine:
                 received += len(page["changes"])
                 cursor = page["next"]
                 if ahead is None:
-                    return received
+                    return received, page.get("digest")
                 self.status.progress = {"done": cursor - start, "total": max(page["last_seq"] - start, 1)}
                 await self._publish()
                 page, ahead = await ahead, None
@@ -447,8 +460,8 @@ class SyncEngine:
                 with contextlib.suppress(BaseException):
                     await ahead
 
-    async def _check_digest(self, session: _Session) -> None:
-        if await self._digests_agree(session):
+    async def _check_digest(self, session: _Session, remote: dict[str, Any] | None = None) -> None:
+        if await self._digests_agree(session, remote):
             session.diverged = False
             return
         if session.diverged:
@@ -456,30 +469,39 @@ class SyncEngine:
         log.warning("digest mismatch with %s: full re-sync", session.account.server_url)
         self.status.full_resyncs += 1
         await asyncio.to_thread(self.store.reset_cursor)
-        await self._pull(session)
-        if await self._digests_agree(session):
+        _, remote = await self._pull(session, "yes")
+        if await self._digests_agree(session, remote):
             return
         queued = await asyncio.to_thread(self.store.requeue_all)
         log.warning("digest still differs after a full pull: re-sent %d records", queued)
         await self._push(session)
-        await self._pull(session)
-        if not await self._digests_agree(session):
+        _, remote = await self._pull(session, "yes")
+        if not await self._digests_agree(session, remote):
             session.diverged = True
             raise _SyncFailed("this device and the server still disagree after a full re-sync")
 
-    async def _digests_agree(self, session: _Session) -> bool:
-        r = await self._call(session, "GET", "/api/sync/digest")
-        remote = r.json()
-        if remote.get("last_seq", 0) != await asyncio.to_thread(self.store.cursor):
+    async def _digests_agree(self, session: _Session, remote: dict[str, Any] | None = None) -> bool:
+        """Compare with the server's digest: `remote` if a pull just brought one, else asked
+        for now."""
+        if remote is None:
+            remote = orjson.loads((await self._call(session, "GET", "/api/sync/digest")).content)
+        cursor, local, pending = await asyncio.to_thread(self._local_digest)
+        if remote.get("last_seq", 0) != cursor:
             return True  # the server moved on meanwhile; compare next round
-        local: Digest = await asyncio.to_thread(self.store.digest)
-        # Checked after the digest, not before: a local write can land at any moment (the
-        # engine does not hold the database), and one that landed before the digest was
-        # read is still pending now. Checking first let such a write into the local digest
-        # and turned an ordinary edit into a "mismatch" and a full re-sync.
-        if await asyncio.to_thread(self.store.pending_count):
+        if pending:
             return True  # local edits in flight; compare next round
         return (local.count, local.sum_a, local.sum_b) == (remote["count"], remote["sum_a"], remote["sum_b"])
+
+    def _local_digest(self) -> tuple[int, Digest, int]:
+        """The cursor, the local digest and the count of pending changes, in one thread hop.
+
+        Pending changes are counted after the digest, not before: a local write can land at
+        any moment (the engine does not hold the database), and one that landed before the
+        digest was read is still pending now. Counting first let such a write into the local
+        digest and turned an ordinary edit into a "mismatch" and a full re-sync."""
+        cursor = self.store.cursor()
+        local = self.store.digest()
+        return cursor, local, self.store.pending_count()
 
     # -- HTTP ------------------------------------------------------------------------------
 

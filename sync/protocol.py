@@ -155,13 +155,6 @@ class ChangeOut(BaseModel):
     stamps: dict[str, str]
 
 
-class PullResponse(BaseModel):
-    changes: list[ChangeOut]
-    next: int  # the cursor to send next time
-    last_seq: int  # the user's newest sequence number at the time of this page
-    more: bool
-
-
 class Digest(BaseModel):
     """An order-independent summary of a user's records (see `sync.digest`)."""
 
@@ -170,3 +163,12 @@ class Digest(BaseModel):
     sum_b: int
     #: server only: the user's newest sequence number when the digest was taken
     last_seq: int = 0
+
+
+class PullResponse(BaseModel):
+    changes: list[ChangeOut]
+    next: int  # the cursor to send next time
+    last_seq: int  # the user's newest sequence number at the time of this page
+    more: bool
+    #: on the last page when asked for (`digest=yes|changed`): the user's digest at `last_seq`
+    digest: Digest | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -63,9 +63,14 @@ def pull(
     exclude_node: Annotated[
         str | None, Query(pattern=r"^[0-9a-f]{16}$", description="Leave out changes made by this node")
     ] = None,
+    digest: Annotated[
+        Literal["no", "yes", "changed"],
+        Query(description="Add the user's digest to the last page: always, or only if the log grew past `after`"),
+    ] = "no",
 ) -> Any:
     """The user's changes with sequence numbers above `after`, in order."""
-    return Response(state.sync_server.pull(owner, after, limit, exclude_node), media_type="application/json")
+    page = state.sync_server.pull(owner, after, limit, exclude_node, digest)
+    return Response(page, media_type="application/json")
 
 
 @router.get("/digest", response_model=Digest)
