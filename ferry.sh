@@ -19,9 +19,10 @@ RUN_DEBS=(python3-venv libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libnss3 l
           libxcb-shape0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3 libglib2.0-0
           libgssapi-krb5-2)
 # The window tests run the app under Xvfb; the UI tests drive Debian's Chromium through
-# Playwright; the deployment tests use nginx, systemd-analyze,
-# pg_dump/pg_restore (backup) and openssl (a throwaway certificate).
-TEST_DEBS=("${RUN_DEBS[@]}" xvfb chromium nginx systemd postgresql-client openssl)
+# Playwright; the deployment tests use nginx, systemd-analyze, docker-compose (`config` parses
+# the compose file; no engine is installed or needed), pg_dump/pg_restore (backup) and
+# openssl (a throwaway certificate).
+TEST_DEBS=("${RUN_DEBS[@]}" xvfb chromium nginx systemd postgresql-client openssl docker-compose)
 
 case "$action" in
   run) debs=("${RUN_DEBS[@]}") ;;

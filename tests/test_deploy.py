@@ -4,9 +4,9 @@
   `nginx -t` inside a minimal nginx.conf;
 - the systemd unit passes `systemd-analyze verify` with no warning (its ExecStart pointed at
   this checkout's `ferry-server`, since /opt/ferry does not exist here);
-- the Dockerfile and compose file are checked for what the deployment relies on (no tool
-  here can build an image or parse compose: the docker client has no `compose` plugin and no
-  engine);
+- the compose file is parsed and validated by Debian's `docker-compose config` (it needs no
+  engine), with the values of `.env.example`, and refused without the secrets; the
+  Dockerfile is checked for what the deployment relies on (no engine here can build it);
 - real nginx on a loopback port, using the site's upstream/map blocks and its locations file,
   in front of two real `python -m server` workers on PostgreSQL: desktop devices (the
   real local app and sync engine, `tests.syncworld`) sync through it, hear each other's
@@ -145,13 +145,51 @@ def test_dockerfile_and_compose_essentials() -> None:
     for path in re.findall(r"^COPY (\S+) ", docker, re.M):
         if not path.startswith("--"):
             assert (ROOT / path).exists(), path
-    compose = (DEPLOY / "compose.yaml").read_text()
-    for service in ("db:", "server:", "nginx:"):
-        assert f"\n  {service}\n" in compose
-    assert "postgresql+psycopg://" in compose and "FERRY_TRUSTED_PROXIES" in compose
-    for mount in re.findall(r"- \./(\S+):/", compose):
-        if mount != "tls":
-            assert (DEPLOY / mount).exists(), mount
+
+
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing: ./ferry.sh test installs it (apt-get install docker-compose)"
+    return subprocess.run(
+        [tool, "--project-directory", str(DEPLOY), "-f", str(DEPLOY / "compose.yaml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        # Only what the file asks for: none of this machine's own settings.
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env},
+        cwd=DEPLOY,
+    )
+
+
+def test_compose_file_is_valid_and_needs_its_secrets() -> None:
+    import yaml
+
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    result = _compose_config(example)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert set(services) == {"db", "server", "nginx"}
+    server, nginx = services["server"], services["nginx"]
+    assert server["environment"]["FERRY_DATABASE_URL"] == (
+        f"postgresql+psycopg://ferry:{example['POSTGRES_PASSWORD']}@db:5432/ferry"
+    )
+    assert server["command"] == ["--workers", example["FERRY_WORKERS"]]
+    assert server["depends_on"]["db"]["condition"] == "service_healthy"
+    assert nginx["depends_on"]["server"]["condition"] == "service_healthy"
+    assert "ports" not in server and "ports" not in services["db"]  # reachable only through nginx
+    for volume in nginx["volumes"]:
+        source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+        if not source.endswith("/tls"):
+            assert Path(source).exists(), source
+
+    for secret in ("POSTGRES_PASSWORD", "FERRY_SECRET_KEY"):
+        missing = _compose_config({k: v for k, v in example.items() if k != secret})
+        assert missing.returncode != 0 and secret in missing.stderr, missing.stderr
 
 
 # -- real nginx in front of real workers -----------------------------------------------------
