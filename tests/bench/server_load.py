@@ -8,7 +8,8 @@ made for the run and dropped after it). Simulated devices speak the wire protoco
 async httpx client in this process: each belongs to an account shared with `--per-account - 1`
 other devices, and every 2 s (first cycle at a random offset) it makes `--changes` changes — a
 new task, the rest toggling `completed` on tasks it knows, its own or its other devices' —
-pushes them and pulls everything after its cursor (leaving out its own node), page by page.
+pushes them and pulls everything after its cursor (leaving out its own node), page by page,
+with the account's digest on the last page as the desktop's engine asks for it.
 
 For each device count (ascending, the same accounts and server throughout), after
 `--seconds` of load: cycles per second, cycle latency p50/p99 (push + pull), request
@@ -132,8 +133,11 @@ async def request(client: httpx.AsyncClient, stats: Stats, method: str, url: str
 
 
 async def pull_to_end(client: httpx.AsyncClient, stats: Stats, device: Device, limit: int = 2000) -> bool:
+    start = device.cursor
     for _ in range(10_000):
-        params = {"after": device.cursor, "limit": limit, "exclude_node": device.clock.node}
+        # As the desktop's engine asks: the digest on the last page whenever the log moved.
+        digest = "changed" if device.cursor == start else "yes"
+        params = {"after": device.cursor, "limit": limit, "exclude_node": device.clock.node, "digest": digest}
         page = await request(client, stats, "GET", "/api/sync/pull", params=params, headers=device.headers)
         if page is None:
             return False
