@@ -47,7 +47,8 @@ class Task(SQLModel, table=True):
     # page of a long list is read straight off the index instead of sorting every row.
     __table_args__ = (
         # Covers the digest's sums (`sync.digest`): no table rows are read to add them up.
-        Index("ix_tasks_digest", "owner_id", "hash_a", "hash_b"),
+        # Ordered by id, so records with time-ordered ids are appended (migration 0004).
+        Index("ix_tasks_digest", "owner_id", "id", "hash_a", "hash_b"),
         Index(
             "ix_tasks_owner_order",
             "owner_id",
@@ -87,7 +88,7 @@ class Task(SQLModel, table=True):
 class Note(SQLModel, table=True):
     __tablename__ = "notes"
     __table_args__ = (
-        Index("ix_notes_digest", "owner_id", "hash_a", "hash_b"),
+        Index("ix_notes_digest", "owner_id", "id", "hash_a", "hash_b"),
         Index("ix_notes_owner_order", "owner_id", "deleted", "created_ms", "id"),
         Index(
             "ix_notes_conflict_copies",
