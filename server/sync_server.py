@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from server import bulk
 from server.db import Database
@@ -28,6 +28,36 @@ from sync.schema import FIELDS, TEXT_FIELDS, TITLE_MAX
 
 CHANGES = Change.__table__  # type: ignore[attr-defined]
 CONFLICT_SUFFIX = " (conflict copy)"
+
+# The reads every sync round makes (a pull, a digest), built once with bound parameters and
+# run on a plain connection: building a statement and an ORM session for each was most of
+# the cost of a pull with nothing new (about 1.1 of 1.3 ms).
+_LAST_SEQ = select(UserSeq.last_seq).where(UserSeq.owner_id == bindparam("owner"))
+_PAGE = (
+    select(
+        CHANGES.c.user_seq,
+        CHANGES.c.change_id,
+        CHANGES.c.kind,
+        CHANGES.c.record_id,
+        CHANGES.c.node,
+        CHANGES.c.fields,
+        CHANGES.c.stamps,
+    )
+    .where(
+        CHANGES.c.owner_id == bindparam("owner"),
+        CHANGES.c.user_seq > bindparam("after"),
+        CHANGES.c.user_seq <= bindparam("last"),
+    )
+    .order_by(CHANGES.c.user_seq)
+    .limit(bindparam("limit"))
+)
+_PAGE_EXCLUDING = _PAGE.where(CHANGES.c.node != bindparam("node"))
+_SUMS = [
+    select(func.count(), func.coalesce(func.sum(model.hash_a), 0), func.coalesce(func.sum(model.hash_b), 0)).where(
+        model.owner_id == bindparam("owner")
+    )
+    for model in (Task, Note)
+]
 
 
 @dataclass
@@ -220,32 +250,16 @@ class SyncServer:
         user's digest to the last page, read in the same session, which saves the device a
         request after most rounds.
         """
-        columns = (
-            CHANGES.c.user_seq,
-            CHANGES.c.change_id,
-            CHANGES.c.kind,
-            CHANGES.c.record_id,
-            CHANGES.c.node,
-            CHANGES.c.fields,
-            CHANGES.c.stamps,
-        )
-        with self.db.read() as session:
-            last = session.execute(select(UserSeq.last_seq).where(UserSeq.owner_id == owner)).scalar() or 0
-            query = (
-                select(*columns)
-                .where(CHANGES.c.owner_id == owner, CHANGES.c.user_seq > after, CHANGES.c.user_seq <= last)
-                .order_by(CHANGES.c.user_seq)
-                .limit(limit)
-            )
-            if exclude_node:
-                query = query.where(CHANGES.c.node != exclude_node)
-            rows = session.execute(query).all()
+        with self.db.engine.connect() as conn:
+            last = conn.execute(_LAST_SEQ, {"owner": owner}).scalar() or 0
+            params = {"owner": owner, "after": after, "last": last, "limit": limit, "node": exclude_node}
+            rows = conn.execute(_PAGE_EXCLUDING if exclude_node else _PAGE, params).all()
             full = len(rows) == limit
             nxt = rows[-1][0] if full else max(last, after)
             more = full and nxt < last
             summary = None
             if not more and (digest == "yes" or (digest == "changed" and last > after)):
-                summary = _digest_in(session, owner)
+                summary = _digest_in(conn, owner)
                 if summary.last_seq != last:
                     # A write committed since `last` was read (PostgreSQL reads each statement
                     # at its own snapshot): the sums may hold it, so they must not be taken
@@ -276,17 +290,16 @@ class SyncServer:
 
 
 def user_digest(db: Database, owner: str) -> Digest:
-    with db.read() as session:
-        return _digest_in(session, owner)
+    with db.engine.connect() as conn:
+        return _digest_in(conn, owner)
 
 
-def _digest_in(session: Any, owner: str) -> Digest:
+def _digest_in(conn: Any, owner: str) -> Digest:
     """The user's digest. The sequence number is read after the sums, so every change the
     sums hold is numbered at most `last_seq` (a reader compares only at that number)."""
     count = sum_a = sum_b = 0
-    for model in (Task, Note):
-        sums = select(func.count(), func.coalesce(func.sum(model.hash_a), 0), func.coalesce(func.sum(model.hash_b), 0))
-        c, a, b = session.execute(sums.where(model.owner_id == owner)).one()
+    for sums in _SUMS:
+        c, a, b = conn.execute(sums, {"owner": owner}).one()
         count, sum_a, sum_b = count + c, sum_a + int(a), sum_b + int(b)
-    last = session.execute(select(UserSeq.last_seq).where(UserSeq.owner_id == owner)).scalar() or 0
+    last = conn.execute(_LAST_SEQ, {"owner": owner}).scalar() or 0
     return Digest(count=count, sum_a=sum_a, sum_b=sum_b, last_seq=last)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import false, func, select, update
+from sqlalchemy import bindparam, false, func, select, update
 
 from server import bulk
 from server.db import Database
@@ -29,6 +29,25 @@ from sync.store import Account, Pending
 
 CHANGES = Change.__table__  # type: ignore[attr-defined]
 ACCOUNT_KEY = "sync.account"
+
+# What every round reads, built once with bound parameters and run on a plain connection
+# (a statement and an ORM session built per call cost more than the reads themselves).
+_PENDING = (
+    select(
+        CHANGES.c.seq,
+        CHANGES.c.change_id,
+        CHANGES.c.kind,
+        CHANGES.c.record_id,
+        CHANGES.c.fields,
+        CHANGES.c.stamps,
+        CHANGES.c.base,
+    )
+    .where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.seq > bindparam("after"))
+    .order_by(CHANGES.c.seq)
+    .limit(bindparam("limit"))
+)
+_PENDING_COUNT = select(func.count()).where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == bindparam("owner"))
+_META = select(Meta.value).where(Meta.key == bindparam("key"))  # type: ignore[arg-type]
 
 
 def _get_meta(session: Any, key: str) -> str | None:
@@ -82,22 +101,8 @@ class LocalSyncStore:
     # -- push ------------------------------------------------------------------------------
 
     def pending(self, limit: int, after: int = 0) -> list[Pending]:
-        query = (
-            select(
-                CHANGES.c.seq,
-                CHANGES.c.change_id,
-                CHANGES.c.kind,
-                CHANGES.c.record_id,
-                CHANGES.c.fields,
-                CHANGES.c.stamps,
-                CHANGES.c.base,
-            )
-            .where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == self.owner, CHANGES.c.seq > after)
-            .order_by(CHANGES.c.seq)
-            .limit(limit)
-        )
-        with self.db.read() as session:
-            rows = session.execute(query).all()
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(_PENDING, {"owner": self.owner, "after": after, "limit": limit}).all()
         return [
             Pending(
                 seq,
@@ -116,9 +121,8 @@ class LocalSyncStore:
         ]
 
     def pending_count(self) -> int:
-        query = select(func.count()).where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == self.owner)
-        with self.db.read() as session:
-            return int(session.execute(query).scalar_one())
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(_PENDING_COUNT, {"owner": self.owner}).scalar_one())
 
     def acknowledge(self, seqs: list[int], resolved: list[dict[str, Any]]) -> None:
         events: list[tuple[str, dict[str, Any]]] = []
@@ -169,8 +173,8 @@ class LocalSyncStore:
     # -- pull ------------------------------------------------------------------------------
 
     def cursor(self) -> int:
-        with self.db.read() as session:
-            return int(_get_meta(session, self._cursor_key()) or 0)
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(_META, {"key": self._cursor_key()}).scalar() or 0)
 
     def reset_cursor(self) -> None:
         with self.db.write() as session:
