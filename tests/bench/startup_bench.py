@@ -14,7 +14,8 @@ rows also give the time to the window on screen (showing its splash page):
 Exit: from SIGTERM, or from the window's close request (WM_DELETE_WINDOW), to the end of the
 process, and whether any helper process outlived it. Memory: the resident set of the app's
 process (Python, with Qt WebEngine's browser side in it) with 10,000 tasks, after the first
-render; Chromium's renderer and GPU helper processes are reported apart.
+render, also as PSS and USS and split by mapping (anonymous memory, then the biggest shared
+libraries); Chromium's renderer and GPU helper processes are reported apart.
 
 Goals: warm ≤ 1.5 s and ≤ 1.3 x the bare window; exit ≤ 2 s; ≤ 150 MB.
 """
@@ -98,7 +99,8 @@ def seed(data_dir: Path, count: int) -> None:
 
 def memory(pid: int) -> dict[str, float]:
     """Resident memory of one process in MB: total, anonymous, file-backed (code of the shared
-    libraries it touched, shared with other processes), and proportional (shared pages split)."""
+    libraries it touched, shared with other processes), proportional (shared pages split) and
+    unique (pages no other process maps: what ending it would give back)."""
     status = Path(f"/proc/{pid}/status").read_text()
     rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
 
@@ -110,7 +112,25 @@ def memory(pid: int) -> dict[str, float]:
         "anon_mb": field(status, "RssAnon"),
         "file_mb": field(status, "RssFile"),
         "pss_mb": field("\n" + rollup, "Pss"),
+        "uss_mb": round(field("\n" + rollup, "Private_Clean") + field("\n" + rollup, "Private_Dirty"), 1),
     }
+
+
+def memory_parts(pid: int, top: int = 6) -> dict[str, float]:
+    """The resident set of one process by mapping, in MB: anonymous memory (Python's heap and
+    Qt's/Chromium's together), then the files it maps that hold the most (shared libraries)."""
+    parts: dict[str, int] = {}
+    name = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
+            path = head[5] if len(head) > 5 else ""
+            name = Path(path).name if path.startswith("/") else "anonymous"
+        elif line.startswith("Rss:"):
+            parts[name] = parts.get(name, 0) + int(line.split()[1])
+    anonymous = parts.pop("anonymous", 0)
+    biggest = sorted(parts.items(), key=lambda item: -item[1])[:top]
+    return {"anonymous": round(anonymous / 1024, 1), **{k: round(v / 1024, 1) for k, v in biggest}}
 
 
 def headless_rss(command: list[str], data_dir: Path) -> float:
@@ -241,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 helper_mb = sum(rss_mb(pid) for pid in helpers)
                 emit(bench="startup", what="memory", tasks=10_000, tti_s=held["tti_s"], app="built, window",
                      **figures, helpers=len(helpers), helpers_rss_mb=round(helper_mb, 1))  # fmt: skip
+                parts = memory_parts(app.proc.pid)
+                emit(bench="startup", what="memory parts", tasks=10_000, app="built, window", mb=parts)
             finally:
                 app.stop()
         python_side = headless_rss(built, ten_thousand)
