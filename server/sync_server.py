@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal, select, union_all
 
 from server import bulk
 from server.db import Database
@@ -52,12 +52,20 @@ _PAGE = (
     .limit(bindparam("limit"))
 )
 _PAGE_EXCLUDING = _PAGE.where(CHANGES.c.node != bindparam("node"))
-_SUMS = [
-    select(func.count(), func.coalesce(func.sum(model.hash_a), 0), func.coalesce(func.sum(model.hash_b), 0)).where(
-        model.owner_id == bindparam("owner")
-    )
-    for model in (Task, Note)
-]
+# The digest in one statement (one round trip to PostgreSQL, one snapshot): a row per table
+# with its count and sums, and a row with the sequence number, told apart by `part`.
+_DIGEST = union_all(
+    *(
+        select(
+            literal(part).label("part"),
+            func.count(),
+            func.coalesce(func.sum(model.hash_a), 0),
+            func.coalesce(func.sum(model.hash_b), 0),
+        ).where(model.owner_id == bindparam("owner"))
+        for part, model in ((0, Task), (1, Note))
+    ),
+    select(literal(2), UserSeq.last_seq, literal(0), literal(0)).where(UserSeq.owner_id == bindparam("owner")),
+)
 
 
 @dataclass
@@ -295,11 +303,12 @@ def user_digest(db: Database, owner: str) -> Digest:
 
 
 def _digest_in(conn: Any, owner: str) -> Digest:
-    """The user's digest. The sequence number is read after the sums, so every change the
-    sums hold is numbered at most `last_seq` (a reader compares only at that number)."""
-    count = sum_a = sum_b = 0
-    for sums in _SUMS:
-        c, a, b = conn.execute(sums, {"owner": owner}).one()
-        count, sum_a, sum_b = count + c, sum_a + int(a), sum_b + int(b)
-    last = conn.execute(_LAST_SEQ, {"owner": owner}).scalar() or 0
+    """The user's digest, with the sequence number read in the same statement, so the sums
+    hold exactly the changes numbered up to `last_seq` (a reader compares only there)."""
+    count = sum_a = sum_b = last = 0
+    for part, c, a, b in conn.execute(_DIGEST, {"owner": owner}):
+        if part == 2:
+            last = int(c or 0)
+        else:
+            count, sum_a, sum_b = count + int(c), sum_a + int(a), sum_b + int(b)
     return Digest(count=count, sum_a=sum_a, sum_b=sum_b, last_seq=last)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from tests.syncworld import Device, sync_world, wait_for
@@ -21,8 +22,12 @@ def _pull(api: Any, **params: Any) -> dict[str, Any]:
     return r.json()
 
 
-def test_the_last_page_of_a_pull_carries_the_digest_when_asked(tmp_path: Path) -> None:
-    with sync_world(tmp_path, devices=0) as world:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_last_page_of_a_pull_carries_the_digest_when_asked(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    with sync_world(tmp_path, devices=0, database_url=url) as world:
         world.account("alice", register=True)
         with world.server_api("alice") as api:
             for i in range(5):
@@ -30,6 +35,7 @@ def test_the_last_page_of_a_pull_carries_the_digest_when_asked(tmp_path: Path) -
             digest = api.get("/api/sync/digest").json()
             last = digest["last_seq"]
             assert last == 5
+            assert digest["count"] == 5 and digest["sum_a"] > 0 and digest["sum_b"] > 0
 
             # Only the last page carries it, and it is the digest at that page's last_seq.
             first = _pull(api, after=0, limit=2, digest="yes")
