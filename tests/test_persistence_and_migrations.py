@@ -360,3 +360,17 @@ def test_data_at_the_first_revision_survives_the_upgrade(
         assert edited.status_code == 200, edited.text
         rows = _changes(running.app.state.ferry.db)
         assert len(rows) == 2 and rows[-1]["node"] == node
+
+
+def test_postgres_plans_each_statement_for_its_values(pg_url: str, tmp_path: Path) -> None:
+    """psycopg prepares a statement on its fifth run; a plan made once for any values, while
+    the tables were small, turned the id lookups of a push into sequential scans (a push of
+    5,000 tasks went from 1.2 s to 14.6 s; `tests/bench/server_load.py --big`). Every pooled
+    connection must plan each run for its own values."""
+    db = Database(Settings(mode="server", data_dir=tmp_path / "db", database_url=pg_url))
+    try:
+        with db.engine.connect() as first, db.engine.connect() as second:
+            for conn in (first, second):
+                assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    finally:
+        db.dispose()

@@ -263,14 +263,21 @@ async def big_pull(client: httpx.AsyncClient, total: int) -> None:
     (token,) = await sign_up(client, 1, "big")
     headers = {"Authorization": f"Bearer {token}"}
     clock = HybridClock(new_node_id())
+    pushes = []
     for start in range(0, total, 5000):
         changes = [
             {"id": new_id(), "kind": "task", "record_id": new_id(), "fields": {"title": f"task {i}"},
              "stamps": {"title": clock.now()}}
             for i in range(start, min(total, start + 5000))
         ]  # fmt: skip
-        r = await client.post("/api/sync/push", json={"node": clock.node, "changes": changes}, headers=headers)
+        began = time.perf_counter()
+        r = await client.post(
+            "/api/sync/push", json={"node": clock.node, "changes": changes}, headers=headers, timeout=300
+        )
         assert r.status_code == 200, r.text
+        pushes.append(time.perf_counter() - began)
+    emit("push_big", records=total, batches=len(pushes), seconds=round(sum(pushes), 2),
+         slowest_batch_s=round(max(pushes), 2))  # fmt: skip
     reader = Device(token, 0)
     stats = Stats()
     started = time.perf_counter()
