@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session
 
 from server.settings import Settings
@@ -44,7 +44,7 @@ class Database:
                 # of a push by id (`id IN (...)`) became sequential scans: a push of 5,000
                 # new tasks went from 1.2 s to 14.6 s by the sixth one. Plan each run for
                 # its values.
-                connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
+                connect_args={"options": f"{_url_options(self.url)} -c plan_cache_mode=force_custom_plan".strip()},
             )
             self.write_engine = self.engine
 
@@ -109,3 +109,9 @@ class Database:
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()
+
+
+def _url_options(url: URL) -> str:
+    """Server options already given in the database URL (`?options=...`), kept."""
+    value = url.query.get("options", "")
+    return " ".join(value) if isinstance(value, tuple) else value

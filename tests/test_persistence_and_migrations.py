@@ -374,3 +374,14 @@ def test_postgres_plans_each_statement_for_its_values(pg_url: str, tmp_path: Pat
                 assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
     finally:
         db.dispose()
+
+
+def test_postgres_options_in_the_database_url_are_kept(pg_url: str, tmp_path: Path) -> None:
+    url = f"{pg_url}?options=-c%20work_mem%3D8MB"
+    db = Database(Settings(mode="server", data_dir=tmp_path / "db", database_url=url))
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW work_mem").scalar() == "8MB"
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    finally:
+        db.dispose()
