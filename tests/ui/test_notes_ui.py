@@ -51,6 +51,16 @@ def open_note(page: Page, title: str) -> None:
     expect(page.locator("#note-title")).to_have_value(title)
 
 
+def open_seeded_note(ui: UI, title: str, body: str = "") -> tuple[Page, dict[str, Any]]:
+    """A note made through the API, open in the editor of a fresh page."""
+    with ui.api() as api:
+        note = seed(api, title, body)
+    page = ui.open_page()
+    open_notes(page)
+    open_note(page, title)
+    return page, note
+
+
 # -- tests -----------------------------------------------------------------------------------------
 
 
@@ -84,11 +94,7 @@ def test_create_a_note_type_title_and_body(ui: UI) -> None:
 
 
 def test_flush_right_after_the_last_keystroke_loses_nothing(ui: UI) -> None:
-    with ui.api() as api:
-        note = seed(api, "Diary")
-    page = ui.open_page()
-    open_notes(page)
-    open_note(page, "Diary")
+    page, note = open_seeded_note(ui, "Diary")
     page.locator("#note-body").click()
 
     # A first part that the debounced autosave sends, then typing that flush() must catch.
@@ -107,11 +113,7 @@ def test_flush_right_after_the_last_keystroke_loses_nothing(ui: UI) -> None:
 def test_flush_saves_a_large_note(ui: UI) -> None:
     """Notes may hold up to 1,000,000 characters; the desktop window calls flush() on close."""
     big = ("All work and no play makes Jack a dull boy. " * 2000)[:70_000]
-    with ui.api() as api:
-        note = seed(api, "Manuscript", big)
-    page = ui.open_page()
-    open_notes(page)
-    open_note(page, "Manuscript")
+    page, note = open_seeded_note(ui, "Manuscript", big)
     page.locator("#note-body").click()
     page.keyboard.press("Control+End")
     page.keyboard.type(" THE END")
@@ -122,11 +124,7 @@ def test_flush_saves_a_large_note(ui: UI) -> None:
 
 
 def test_closing_the_page_saves_what_was_typed(ui: UI) -> None:
-    with ui.api() as api:
-        note = seed(api, "Last words")
-    page = ui.open_page()
-    open_notes(page)
-    open_note(page, "Last words")
+    page, note = open_seeded_note(ui, "Last words")
     page.locator("#note-body").click()
     text = "typed just before the window closed"
     page.keyboard.type(text)
@@ -240,11 +238,7 @@ def test_delete_a_note_then_undo(ui: UI) -> None:
 
 
 def test_blank_title_shows_an_error_while_the_body_still_saves(ui: UI) -> None:
-    with ui.api() as api:
-        note = seed(api, "Plan")
-    page = ui.open_page()
-    open_notes(page)
-    open_note(page, "Plan")
+    page, note = open_seeded_note(ui, "Plan")
     title, body, error = page.locator("#note-title"), page.locator("#note-body"), page.locator("#note-title-error")
 
     body.click()
@@ -269,11 +263,7 @@ def test_blank_title_shows_an_error_while_the_body_still_saves(ui: UI) -> None:
 def test_blank_title_error_does_not_take_focus_from_the_text(ui: UI) -> None:
     """Someone clears the title, writes in the text, pauses, and writes on: every keystroke
     belongs in the text, whatever the autosave says about the title."""
-    with ui.api() as api:
-        note = seed(api, "Plan")
-    page = ui.open_page()
-    open_notes(page)
-    open_note(page, "Plan")
+    page, note = open_seeded_note(ui, "Plan")
     title, body = page.locator("#note-title"), page.locator("#note-body")
 
     title.fill("")
@@ -294,11 +284,7 @@ def test_blank_title_error_does_not_take_focus_from_the_text(ui: UI) -> None:
 
 
 def test_blank_title_save_state_is_not_left_on_saving(ui: UI) -> None:
-    with ui.api() as api:
-        note = seed(api, "Plan")
-    page = ui.open_page()
-    open_notes(page)
-    open_note(page, "Plan")
+    page, note = open_seeded_note(ui, "Plan")
     page.locator("#note-body").click()
     page.keyboard.type("Some text")
     page.locator("#note-title").fill("")
