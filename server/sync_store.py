@@ -50,9 +50,9 @@ _PENDING_COUNT = select(func.count()).where(CHANGES.c.pushed == false(), CHANGES
 _META = select(Meta.value).where(Meta.key == bindparam("key"))  # type: ignore[arg-type]
 
 
-def _get_meta(session: Any, key: str) -> str | None:
-    row = session.get(Meta, key)
-    return row.value if row is not None else None
+def _get_meta(db: Database, key: str) -> str | None:
+    with db.engine.connect() as conn:
+        return conn.execute(_META, {"key": key}).scalar()
 
 
 def _set_meta(session: Any, key: str, value: str) -> None:
@@ -77,8 +77,7 @@ class LocalSyncStore:
     # -- account ---------------------------------------------------------------------------
 
     def account(self) -> Account | None:
-        with self.db.read() as session:
-            raw = _get_meta(session, ACCOUNT_KEY)
+        raw = _get_meta(self.db, ACCOUNT_KEY)
         return Account(**orjson.loads(raw)) if raw else None
 
     def sign_in(self, account: Account) -> None:
@@ -173,8 +172,7 @@ class LocalSyncStore:
     # -- pull ------------------------------------------------------------------------------
 
     def cursor(self) -> int:
-        with self.db.engine.connect() as conn:
-            return int(conn.execute(_META, {"key": self._cursor_key()}).scalar() or 0)
+        return int(_get_meta(self.db, self._cursor_key()) or 0)
 
     def reset_cursor(self) -> None:
         with self.db.write() as session:

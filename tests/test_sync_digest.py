@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from server import bulk
 from tests.syncworld import Device, sync_world, wait_for
 
 
@@ -87,9 +88,9 @@ def test_a_round_that_moved_data_compares_digests_without_asking_again(tmp_path:
 
 def _delete_row(device: Device, kind: str, record_id: str) -> None:
     """Lose a record behind the app's back (as a restored old backup would)."""
-    table = {"task": "tasks", "note": "notes"}[kind]
+    table = bulk.TABLES[kind]
     with device.state.db.write() as session:
-        session.execute(text(f"DELETE FROM {table} WHERE id = :id"), {"id": record_id})
+        session.execute(table.delete().where(table.c.id == record_id))
 
 
 def test_a_device_that_lost_a_record_gets_it_back_by_a_full_resync(tmp_path: Path) -> None:
