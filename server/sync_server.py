@@ -255,7 +255,7 @@ class SyncServer:
         filtered page comes back short the cursor can move straight to that number.
 
         `digest` ("yes", or "changed": only when the user's log grew past `after`) adds the
-        user's digest to the last page, read in the same session, which saves the device a
+        user's digest to the last page, read on the same connection, which saves the device a
         request after most rounds.
         """
         with self.db.engine.connect() as conn:
