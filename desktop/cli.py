@@ -11,7 +11,6 @@ import gc
 import logging
 import os
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -143,6 +142,7 @@ class LocalApi:
         self.sock = bind_loopback(args.port)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = None
+        self.app = None
 
     def start(self, on_show: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> str:
         """Start the local API; returns its URL once it answers. `on_show` and `on_ready` are
@@ -156,11 +156,13 @@ class LocalApi:
         from server.settings import Settings
 
         settings = Settings(mode="local", data_dir=self.data_dir, local_token=self.token)
-        app = create_app(settings)
+        # With a window, sync starts once the first page is on screen (`release_sync`).
+        app = create_app(settings, hold_sync=not self.args.headless)
         if self.args.server:
             remember_server_url(app.state.ferry, self.args.server)
         add_app_routes(app, on_show=on_show or nothing, on_ready=on_ready or nothing)
         server = LocalServer(app, self.sock)
+        self.app = app
         self.server = server
         server.start()
         instance.write_runtime(self.data_dir, {"url": self.url, "token": self.token, "pid": os.getpid()})
@@ -172,6 +174,12 @@ class LocalApi:
             (time.perf_counter() - started) * 1000,
         )
         return self.url
+
+    def release_sync(self) -> None:
+        """The first page is on screen: the sync engine may read the credentials and start."""
+        engine = self.app.state.ferry.sync_engine if self.app is not None else None
+        if engine is not None:
+            engine.release()
 
     def stop(self) -> None:
         """Stops the scheduler, tries one last bounded sync, stops uvicorn (the app's lifespan)."""
@@ -194,9 +202,10 @@ def run(args: argparse.Namespace, data_dir: Path, log_file: Path, started: Calla
 
 
 def run_headless(api: LocalApi, started: Callable[[], None]) -> int:
+    from desktop.signals import on_stop_signal
+
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    on_stop_signal(stop.set)
     try:
         print(api.start(), flush=True)
         started()
@@ -220,6 +229,7 @@ def run_with_window(api: LocalApi, started: Callable[[], None]) -> int:
     def ready() -> None:
         window.ready()
         started()
+        api.release_sync()
 
     def start_api() -> None:
         try:

@@ -9,22 +9,22 @@ private: nothing of it is written to disk). The page reports when its task list 
 
 Closing the window, SIGTERM and SIGINT all end `Window.run()`; the caller then stops the local
 API. Signals reach Python only when the interpreter runs, which inside Qt's event loop can be
-half a second late, so a wake-up socket (`signal.set_wakeup_fd`) lets a thread react at once.
+half a second late, so `desktop.signals` lets a thread react at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import importlib.util
 import logging
 import os
-import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from desktop.signals import on_stop_signal
 
 log = logging.getLogger("ferry.window")
 
@@ -77,6 +77,39 @@ def prepare_qt_environment() -> None:
         _add_chromium_flag("--disable-gpu")  # Chromium rasterises and composites in software
 
 
+#: The Qt classes whose enum members pywebview's Qt backend names unscoped, PyQt5 style (e.g.
+#: `QtCore.Qt.WindowMaximized`, `QMessageBox.Ok`); a test checks this against its source.
+UNSCOPED_ENUM_CLASSES = frozenset({"Qt", "QEvent", "QMessageBox", "QFileDialog", "QFile"})
+
+
+def promote_fewer_qt_enums() -> None:
+    """Before pywebview imports Qt: qtpy (its layer over PyQt6) makes every enum member of
+    QtCore, QtGui and QtWidgets reachable unscoped by walking every class of those modules, which
+    makes PyQt6 build each of their enum types: ~75 ms of the main thread's start-up, holding the
+    GIL that the local API's start-up in the other thread waits for. Only the classes pywebview
+    uses that way are promoted."""
+    try:
+        import qtpy
+        from qtpy import enums_compat
+    except Exception:  # no Qt binding (another webview backend)
+        return
+    if not qtpy.PYQT6 or not hasattr(enums_compat, "promote_enums"):
+        return
+
+    def promote(module: object) -> None:
+        for class_name in UNSCOPED_ENUM_CLASSES:
+            klass = getattr(module, class_name, None)
+            if klass is None:
+                continue
+            for name in dir(klass):
+                value = getattr(klass, name) if name[:1].isupper() else None
+                if isinstance(value, enum.EnumMeta):
+                    for member, member_value in value.__members__.items():
+                        setattr(klass, member, member_value)
+
+    enums_compat.promote_enums = promote
+
+
 class Window:
     """The app window: `run()` on the main thread; the other methods from any thread."""
 
@@ -124,6 +157,8 @@ class Window:
         gui = choose_gui()
         if gui in (None, "qt"):
             prepare_qt_environment()
+        if gui == "qt" or os.environ.get("PYWEBVIEW_GUI", "").lower() == "qt":
+            promote_fewer_qt_enums()
         import webview
 
         window = webview.create_window(TITLE, html=SPLASH, width=1100, height=760, min_size=(480, 360))
@@ -131,7 +166,7 @@ class Window:
         window.events.closing += self._closing
         window.events.closed += self.close
         window.events.shown += self._shown
-        _wake_on_signals(self.close)
+        on_stop_signal(self.close)
         try:
             webview.start(self._drive, gui=gui, private_mode=True, icon=str(ICON) if ICON.exists() else None)
         finally:
@@ -192,29 +227,3 @@ class Window:
                 with contextlib.suppress(Exception):
                     window.restore()
                     window.show()
-
-
-_WAKEUP: list[socket.socket] = []
-
-
-def _wake_on_signals(on_signal: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT call `on_signal` from a thread at once, not at Qt's next idle tick.
-
-    The handlers stay installed until the process exits, so a signal during shutdown cannot
-    cut the shutdown short."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    reader, writer = socket.socketpair()
-    _WAKEUP.extend((reader, writer))  # kept open until the process exits
-    writer.setblocking(False)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: on_signal())
-    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-
-    def listen() -> None:
-        with contextlib.suppress(OSError):
-            while data := reader.recv(16):
-                if any(b in (signal.SIGTERM, signal.SIGINT) for b in data):
-                    on_signal()
-
-    threading.Thread(target=listen, name="ferry-signals", daemon=True).start()

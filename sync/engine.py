@@ -19,15 +19,29 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from sync.credentials import CredentialStore
 from sync.protocol import PULL_PAGE_DEFAULT, Digest
 from sync.store import Account, SyncStore
+
+if TYPE_CHECKING:
+    import httpx
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+else:
+
+    class _Httpx:
+        """httpx, imported at its first use: a device that is not signed in never needs it, and
+        importing it (~25 ms) would delay the desktop's first page."""
+
+        def __getattr__(self, name: str) -> Any:
+            import httpx
+
+            return getattr(httpx, name)
+
+    httpx = _Httpx()
 
 log = logging.getLogger("ferry.sync")
 
@@ -38,6 +52,8 @@ REFRESH_MARGIN = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 300.0
 OFFLINE_STATUSES = {502, 503, 504}
+#: the longest a held start (see `SyncEngine.start`) waits for `release()`
+HOLD_SECONDS = 10.0
 
 
 class ConnectError(Exception):
@@ -115,23 +131,61 @@ class SyncEngine:
         self._debounce_handle: asyncio.TimerHandle | None = None
         self._last_local = -1e9
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._release: asyncio.Event | None = None
+        self._starting: asyncio.Task[None] | None = None
         #: the last rounds' figures (benchmarks and diagnostics read them)
         self.history: deque[dict[str, float]] = deque(maxlen=50)
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, held: bool = False) -> None:
+        """Start syncing (when signed in). `held`: read only the account now, for the status;
+        the scheduler, the stored credentials (probing the OS keyring takes a noticeable moment)
+        and the first sync wait for `release()`, at most `HOLD_SECONDS`. The desktop holds them
+        until its first page is on screen, so that the page does not wait for them."""
         self._loop = asyncio.get_running_loop()
-        self._scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=UTC)
-        self._scheduler.start()
         account = await asyncio.to_thread(self.store.account)
-        token = await asyncio.to_thread(self.credentials.load)
         if account is not None:
             self.status.server_url, self.status.username = account.server_url, account.username
+        if not held:
+            await self._resume(account)
+            return
+        if account is not None:
+            self.status.state = "idle"  # signed in, as far as is known until the token is read
+        self._release = asyncio.Event()
+        self._starting = self._spawn(self._resume_when_released(account))
+
+    def release(self) -> None:
+        """Let a held start go on now. From any thread."""
+        loop, event = self._loop, self._release
+        if loop is not None and event is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    async def _resume_when_released(self, account: Account | None) -> None:
+        assert self._release is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._release.wait(), HOLD_SECONDS)
+        await self._resume(account)
+
+    async def _resume(self, account: Account | None) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self._scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=UTC)
+        self._scheduler.start()
+        token = await asyncio.to_thread(self.credentials.load) if account is not None else None
         if account is not None and token:
             await self._begin(account, token)
         else:
+            if account is not None:
+                self.status.state = "signed_out"  # the account is known, its token is not
             await self._publish()
+
+    async def _started(self) -> None:
+        """Signing in or out needs a started engine: a held start goes on now, and is awaited."""
+        if self._release is not None:
+            self._release.set()
+        if self._starting is not None and not self._starting.done():
+            await asyncio.shield(self._starting)
 
     async def stop(self, final_sync_timeout: float = 3.0) -> None:
         """Stop scheduling, try one last bounded sync, close connections."""
@@ -154,6 +208,7 @@ class SyncEngine:
     # -- account ---------------------------------------------------------------------------
 
     async def connect(self, server_url: str, username: str, password: str, register: bool = False) -> Status:
+        await self._started()
         server_url = server_url.rstrip("/")
         http = self._client(server_url)
         try:
@@ -192,6 +247,7 @@ class SyncEngine:
         return self.status
 
     async def disconnect(self) -> Status:
+        await self._started()
         if self._session is not None:
             await self._end(self._session)
         await asyncio.to_thread(self.credentials.clear)
@@ -363,13 +419,13 @@ class SyncEngine:
 
     async def _sync_round(self, session: _Session) -> None:
         started = time.perf_counter()
-        pushed = await self._push(session)
+        pushed, acknowledging = await self._push(session)
         # After a mismatch that a full re-sync could not mend, compare every round, so the
         # error stays visible until the two sides really agree (rule 6).
         check = session.rounds % 10 == 0 or session.diverged
         # The server adds its digest to the pull's last page whenever the log moved (this
         # push included), so a round that moved anything costs no extra request to compare.
-        pulled, remote = await self._pull(session, "yes" if check else "changed")
+        pulled, remote = await self._pull(session, "yes" if check else "changed", acknowledging)
         session.rounds += 1
         if pushed or pulled or check or remote is not None:
             await self._check_digest(session, remote)
@@ -380,11 +436,15 @@ class SyncEngine:
         }
         self.history.append(self.status.last_round)
 
-    async def _push(self, session: _Session) -> int:
+    async def _push(self, session: _Session) -> tuple[int, asyncio.Future[None] | None]:
         """Push pending changes in batches, in order. While the server applies one batch, the
         device reads the next and acknowledges the previous one, so neither side waits idle.
         A batch is acknowledged only after the server answered for it; a retried batch is
-        applied once (change ids)."""
+        applied once (change ids).
+
+        Returns how many were pushed and the acknowledgement of the last batch, still running:
+        the pull's first request goes out meanwhile, and `_pull` waits for it before applying
+        anything (pulled text must meet the acknowledged state, see `_pull`)."""
         node = self.store.node.encode()
         total = 0
         batch = await asyncio.to_thread(self.store.pending, PUSH_BATCH, 0)
@@ -405,22 +465,25 @@ class SyncEngine:
                         await sending
             total += len(batch)
             batch = following
-        if answered is not None:
-            await self._acknowledge(*answered)
-        return total
+        if answered is None:
+            return total, None
+        return total, asyncio.ensure_future(self._acknowledge(*answered))
 
     async def _acknowledge(self, batch: list[Any], response: httpx.Response) -> None:
         result = orjson.loads(response.content)
         await asyncio.to_thread(self.store.acknowledge, [p.seq for p in batch], result.get("resolved", []))
 
-    async def _pull(self, session: _Session, digest: str = "no") -> tuple[int, dict[str, Any] | None]:
+    async def _pull(
+        self, session: _Session, digest: str = "no", acknowledging: asyncio.Future[None] | None = None
+    ) -> tuple[int, dict[str, Any] | None]:
         """Pull pages until the end of the log; returns how many changes arrived and the
         server's digest if its last page carried one (`digest`: see the pull route).
 
         While a page is being applied, the next one is already being fetched (the server and
         this device work at the same time); the cursor still moves only with each applied
-        page, in its transaction."""
-        start = cursor = await asyncio.to_thread(self.store.cursor)
+        page, in its transaction. `acknowledging` (the push's last acknowledgement, still
+        running) is finished before the first page is applied: applying treats changes not
+        yet acknowledged as pending, and the digest check after the pull reads what it wrote."""
         received = 0
 
         async def fetch(after: int) -> dict[str, Any]:
@@ -440,8 +503,14 @@ class SyncEngine:
             return orjson.loads(r.content)
 
         ahead: asyncio.Task[dict[str, Any]] | None = None
+        first: asyncio.Future[dict[str, Any]] | None = None
         try:
-            page = await fetch(cursor)
+            # (The acknowledgement does not move the cursor.)
+            start = cursor = await asyncio.to_thread(self.store.cursor)
+            first = asyncio.ensure_future(fetch(cursor))
+            if acknowledging is not None:
+                await acknowledging
+            page, first = await first, None
             while True:
                 if page["more"]:
                     ahead = asyncio.ensure_future(fetch(page["next"]))
@@ -455,10 +524,16 @@ class SyncEngine:
                 await self._publish()
                 page, ahead = await ahead, None
         finally:
-            if ahead is not None:
-                ahead.cancel()
-                with contextlib.suppress(BaseException):
-                    await ahead
+            for unfinished in (first, ahead):
+                if unfinished is not None:
+                    unfinished.cancel()
+                    with contextlib.suppress(BaseException):
+                        await unfinished
+            if acknowledging is not None and not acknowledging.done():
+                # Failing before waiting for it: let it finish (its error, if any, is second
+                # to the one already on its way).
+                with contextlib.suppress(Exception):
+                    await acknowledging
 
     async def _check_digest(self, session: _Session, remote: dict[str, Any] | None = None) -> None:
         if await self._digests_agree(session, remote):
@@ -474,8 +549,8 @@ class SyncEngine:
             return
         queued = await asyncio.to_thread(self.store.requeue_all)
         log.warning("digest still differs after a full pull: re-sent %d records", queued)
-        await self._push(session)
-        _, remote = await self._pull(session, "yes")
+        _, acknowledging = await self._push(session)
+        _, remote = await self._pull(session, "yes", acknowledging)
         if not await self._digests_agree(session, remote):
             session.diverged = True
             raise _SyncFailed("this device and the server still disagree after a full re-sync")

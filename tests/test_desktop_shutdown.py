@@ -6,6 +6,7 @@ The desktop is `python -m desktop --headless`; the shared server runs in this pr
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import sys
@@ -80,10 +81,12 @@ def connected_app(data_dir: Path, server_url: str) -> App:
     return app
 
 
-def stop_and_time(app: App) -> float:
+def stop_and_time(app: App, send: bool = True) -> float:
+    """Seconds until the app exits after SIGTERM (`send`: sent here; otherwise just sent)."""
     assert app.proc is not None
     started = time.monotonic()
-    app.proc.send_signal(signal.SIGTERM)
+    if send:
+        app.proc.send_signal(signal.SIGTERM)
     code = app.wait_exit(10)
     took = time.monotonic() - started
     print(f"exit {took:.3f} s after SIGTERM")
@@ -120,3 +123,39 @@ def test_a_stalled_server_holds_exit_only_for_the_final_sync_bound(tmp_path: Pat
             app.stop()
         assert took < 3.0 + 1.5, f"exit took {took:.2f} s"
         assert pending(tmp_path / "desk" / "ferry.db") >= 1  # kept for the next start, not lost
+
+
+def wait_until_main_thread_sleeps(pid: int, timeout: float = 10.0) -> None:
+    """Until the main thread has been asleep (waiting to be stopped) for 0.3 s: a signal that
+    arrives while it still runs Python code is handled there anyway."""
+    deadline = time.monotonic() + timeout
+    asleep_since = None
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        now = time.monotonic()
+        asleep_since = (asleep_since or now) if state == "S" else None
+        if asleep_since is not None and now - asleep_since >= 0.3:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the app's main thread never settled")
+
+
+def test_sigterm_taken_by_any_thread_stops_the_app(tmp_path: Path) -> None:
+    """A signal sent to the process may be taken by any of its threads, and the main thread,
+    blocked waiting to be stopped, then never ran Python's handler: the app kept running.
+    `kill` aimed at a thread id makes that thread the one that takes it."""
+    app = App(HEADLESS, tmp_path / "desk", None, env=ENV).start()
+    try:
+        app.wait_log("local API at", 60)
+        assert app.proc is not None
+        with app.api() as api:
+            assert api.get("/api/health").status_code == 200
+        wait_until_main_thread_sleeps(app.proc.pid)
+        others = sorted(int(tid) for tid in os.listdir(f"/proc/{app.proc.pid}/task") if int(tid) != app.proc.pid)
+        assert others, "the app runs its API in a thread of its own"
+        os.kill(others[-1], signal.SIGTERM)
+        took = stop_and_time(app, send=False)
+    finally:
+        app.stop()
+    assert took < 2.0, f"exit took {took:.2f} s"
