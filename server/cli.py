@@ -142,6 +142,10 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,  # Ferry logs each request itself, with its request id
         timeout_graceful_shutdown=10,
+        # Longer than a device's 30 s between scheduled syncs, so its next round reuses the
+        # connection (uvicorn's 5 s closed every one in between; a request sent just as the
+        # server closed it failed with a read error under load).
+        timeout_keep_alive=65,
         proxy_headers=False,  # X-Forwarded-For is honoured only from FERRY_TRUSTED_PROXIES
     )
     return 0

@@ -28,6 +28,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = make_url(settings.resolved_database_url())
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.sqlite_synchronous = settings.sqlite_synchronous
         if self.is_sqlite:
             self.engine = self._sqlite_engine(settings, immediate=False)
             self.write_engine = self._sqlite_engine(settings, immediate=True)
@@ -53,7 +54,7 @@ class Database:
         engine = create_engine(
             settings.resolved_database_url(),
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=8,
+            pool_size=max(8, settings.db_pool_size),
             max_overflow=8,
         )
         synchronous = settings.sqlite_synchronous
@@ -96,6 +97,30 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def write_unflushed(self) -> Iterator[Session]:
+        """Like `write`, but the commit does not wait for the disk: for what a power cut may
+        take back without harm (an application crash cannot: the commit is in the log). A
+        later flushed commit makes it durable too, since logs are replayed in order."""
+        with self.write_engine.connect() as conn:
+            if self.is_sqlite:
+                # Outside a transaction: SQLite refuses to change it inside one.
+                driver = conn.connection.driver_connection
+                driver.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+            try:
+                with Session(bind=conn, expire_on_commit=False) as session:
+                    if not self.is_sqlite:
+                        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                    try:
+                        yield session
+                        session.commit()
+                    except BaseException:
+                        session.rollback()
+                        raise
+            finally:
+                if self.is_sqlite:
+                    driver.execute(f"PRAGMA synchronous={self.sqlite_synchronous}")  # type: ignore[union-attr]
 
     def ping(self) -> bool:
         try:

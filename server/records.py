@@ -279,12 +279,11 @@ def next_user_seq(session: Session, owner: str, count: int) -> int:
     The upsert locks the user's counter row until the transaction ends, so a second push
     by the same user waits, and sequence numbers become visible in commit order.
     """
-    result = session.execute(
-        text(
-            "INSERT INTO user_seqs (owner_id, last_seq) VALUES (:o, :n) "
-            "ON CONFLICT (owner_id) DO UPDATE SET last_seq = user_seqs.last_seq + :n "
-            "RETURNING last_seq"
-        ),
-        {"o": owner, "n": count},
-    )
-    return int(result.scalar_one())
+    return int(session.execute(_NEXT_USER_SEQ, {"o": owner, "n": count}).scalar_one())
+
+
+_NEXT_USER_SEQ = text(
+    "INSERT INTO user_seqs (owner_id, last_seq) VALUES (:o, :n) "
+    "ON CONFLICT (owner_id) DO UPDATE SET last_seq = user_seqs.last_seq + :n "
+    "RETURNING last_seq"
+)

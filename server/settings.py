@@ -46,8 +46,10 @@ class Settings(BaseSettings):
     # SQLite durability: FULL syncs the WAL on each commit (survives power loss), NORMAL only
     # at checkpoints (survives a process crash, which is what `kill -9` tests).
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    db_pool_size: int = 5
-    db_max_overflow: int = 10
+    # Per server process: database connections kept open, which is also how many requests
+    # do database work at once; overflow connections are opened only past that (rarely).
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
 
     # Local mode sync.
     use_keyring: bool = True

@@ -52,6 +52,9 @@ _PAGE = (
     .limit(bindparam("limit"))
 )
 _PAGE_EXCLUDING = _PAGE.where(CHANGES.c.node != bindparam("node"))
+_KNOWN = select(CHANGES.c.change_id).where(
+    CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.change_id.in_(bindparam("ids", expanding=True))
+)
 # The digest in one statement (one round trip to PostgreSQL, one snapshot): a row per table
 # with its count and sums, and a row with the sequence number, told apart by `part`.
 _DIGEST = union_all(
@@ -157,10 +160,7 @@ class SyncServer:
     def _known_ids(self, session: Any, owner: str, ids: list[str]) -> set[str]:
         known: set[str] = set()
         for i in range(0, len(ids), bulk.CHUNK):
-            query = select(CHANGES.c.change_id).where(
-                CHANGES.c.owner_id == owner, CHANGES.c.change_id.in_(ids[i : i + bulk.CHUNK])
-            )
-            known.update(session.execute(query).scalars())
+            known.update(session.execute(_KNOWN, {"owner": owner, "ids": ids[i : i + bulk.CHUNK]}).scalars())
         return known
 
     def _apply(self, session: Any, batch: _Batch, node: str, change: ChangeIn) -> None:

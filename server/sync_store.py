@@ -179,6 +179,13 @@ class LocalSyncStore:
             _set_meta(session, self._cursor_key(), "0")
 
     def apply_page(self, changes: list[dict[str, Any]], next_cursor: int) -> int:
+        if not changes:
+            # The server left out only this device's own changes: just the cursor moves, and
+            # a power cut taking that back costs one more look past them. Not waiting for the
+            # disk saves a flush in every round that pushed (about 1-2 ms).
+            with self.db.write_unflushed() as session:
+                _set_meta(session, self._cursor_key(), str(next_cursor))
+            return 0
         events: list[tuple[str, dict[str, Any]]] = []
         now = now_ms()
         touched: dict[tuple[str, str], dict[str, Any]] = {}

@@ -305,6 +305,20 @@ def test_every_kind_of_bad_token_is_refused(server_app: Running) -> None:
         assert refresh(client, user["refresh_token"]).status_code == 200
 
 
+def test_an_access_token_used_before_is_still_refused_once_it_expires(server_app: Running) -> None:
+    """The server keeps access tokens it has verified (checking each again was an eighth of a
+    worker's time under load): a kept token must still stop working when it expires."""
+    with server_app.client() as client:
+        uid = new_user(client, "heidi")["id"]
+        now = int(time.time())
+        short = jwt.encode(claims_for(uid, iat=now, exp=now + 2), TEST_SECRET, algorithm="HS256")
+        assert client.get("/api/tasks", headers=bearer(short)).status_code == 200
+        assert client.get("/api/tasks", headers=bearer(short)).status_code == 200  # the kept one
+        time.sleep(max(0.0, now + 2.2 - time.time()))
+        response = client.get("/api/tasks", headers=bearer(short))
+        assert response.status_code == 401, response.text
+
+
 # -- isolation ----------------------------------------------------------------------------------
 
 

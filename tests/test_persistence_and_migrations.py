@@ -22,12 +22,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Boolean, Integer, MetaData, String, Table, Text, inspect, select
+from sqlalchemy import Boolean, Integer, MetaData, String, Table, Text, delete, inspect, select, text
 from sqlmodel import SQLModel
 
 from server.db import Database
 from server.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
-from server.models import ms_to_iso
+from server.models import Meta, ms_to_iso
 from server.settings import Settings
 from sync.hlc import HybridClock
 from tests.helpers_auth import signed_in
@@ -383,5 +383,39 @@ def test_postgres_options_in_the_database_url_are_kept(pg_url: str, tmp_path: Pa
         with db.engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW work_mem").scalar() == "8MB"
             assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    finally:
+        db.dispose()
+
+
+def _durability(db: Database, session: Any) -> str:
+    query = "PRAGMA synchronous" if db.is_sqlite else "SHOW synchronous_commit"
+    return str(session.execute(text(query)).scalar())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_unflushed_write_commits_and_leaves_the_connection_flushing(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """`write_unflushed` (a device moving only its sync cursor) commits without waiting for the
+    disk; the pooled connection then goes back to flushing every commit, after a failed write
+    too."""
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    db = Database(Settings(mode="local", data_dir=tmp_path / "db", database_url=url))
+    upgrade(db)
+    flushed = "2" if db.is_sqlite else "on"  # FULL / on
+    key = f"test.unflushed.{uuid.uuid4().hex}"
+    try:
+        with db.write_unflushed() as session:
+            assert _durability(db, session) == ("1" if db.is_sqlite else "off")  # NORMAL / off
+            session.merge(Meta(key=key, value="moved"))
+        with pytest.raises(RuntimeError), db.write_unflushed() as session:
+            session.merge(Meta(key=key, value="rolled back"))
+            raise RuntimeError("fails before commit")
+        with db.write() as session:
+            assert _durability(db, session) == flushed
+        with db.read() as session:
+            assert session.get(Meta, key).value == "moved"
+            session.execute(delete(Meta).where(Meta.key == key))
+            session.commit()
     finally:
         db.dispose()

@@ -7,6 +7,7 @@ processes and check what the rate limit and the access log actually used.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -53,13 +54,22 @@ def _fail_sign_in(url: str, forwarded_for: str) -> int:
     return response.status_code
 
 
+def _log_once_it_has(path: Path, line: str, timeout: float = 5.0) -> str:
+    """The server's log, once it holds `line` (or after `timeout`): a request's access-log
+    line is written just after its answer is sent, so a client can read the log first."""
+    deadline = time.monotonic() + timeout
+    while line not in (log := path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return log
+
+
 def test_rate_limit_and_access_log_use_the_forwarded_address_only_from_a_trusted_proxy(tmp_path: Path) -> None:
     limits = {"FERRY_LOGIN_MAX_FAILURES": "2"}
     with ferry_server_process(tmp_path / "trusting", env={**limits, "FERRY_TRUSTED_PROXIES": "127.0.0.1/32"}) as srv:
         assert [_fail_sign_in(srv.url, "203.0.113.5") for _ in range(3)] == [401, 401, 429]
         # Another client behind the same proxy has its own count.
         assert _fail_sign_in(srv.url, "203.0.113.6") == 401
-        log = srv.log.read_text()
+        log = _log_once_it_has(srv.log, "203.0.113.6 POST /api/auth/token 401")
     assert "203.0.113.5 POST /api/auth/token 429" in log
     assert "203.0.113.6 POST /api/auth/token 401" in log
 
@@ -67,6 +77,6 @@ def test_rate_limit_and_access_log_use_the_forwarded_address_only_from_a_trusted
         # Not trusted: a client cannot dodge the limit by making up addresses.
         codes = [_fail_sign_in(srv.url, f"203.0.113.{i}") for i in range(3)]
         assert codes == [401, 401, 429]
-        log = srv.log.read_text()
+        log = _log_once_it_has(srv.log, "127.0.0.1 POST /api/auth/token 429")
     assert "203.0.113." not in log
     assert "127.0.0.1 POST /api/auth/token 429" in log

@@ -4,12 +4,13 @@
         [--workers 2] [--per-account 2] [--changes 3] [--big 0]
 
 A real `python -m server --workers N` on a throwaway PostgreSQL database (127.0.0.1:5432,
-made for the run and dropped after it). Simulated devices speak the wire protocol with one
-async httpx client in this process: each belongs to an account shared with `--per-account - 1`
-other devices, and every 2 s (first cycle at a random offset) it makes `--changes` changes — a
-new task, the rest toggling `completed` on tasks it knows, its own or its other devices' —
-pushes them and pulls everything after its cursor (leaving out its own node), page by page,
-with the account's digest on the last page as the desktop's engine asks for it.
+made for the run and dropped after it). Simulated devices speak the wire protocol from this
+process, each with its own async httpx client (one connection, as a desktop has). Each
+belongs to an account shared with `--per-account - 1` other devices, and every 2 s (first
+cycle at a random offset) it makes `--changes` changes — a new task, the rest toggling
+`completed` on tasks it knows, its own or its other devices' — pushes them and pulls
+everything after its cursor (leaving out its own node), page by page, with the account's
+digest on the last page as the desktop's engine asks for it.
 
 For each device count (ascending, the same accounts and server throughout), after
 `--seconds` of load: cycles per second, cycle latency p50/p99 (push + pull), request
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -74,6 +76,8 @@ class Device:
     account: int
     clock: HybridClock = field(default_factory=lambda: HybridClock(new_node_id()))
     cursor: int = 0
+    #: its own connection, as a desktop's engine has (None: the shared client)
+    client: httpx.AsyncClient | None = None
     #: record id -> field -> (stamp, value): what this device holds
     replica: dict[str, dict[str, tuple[str, Any]]] = field(default_factory=dict)
 
@@ -168,7 +172,7 @@ async def run_level(client: httpx.AsyncClient, devices: list[Device], seconds: f
         await asyncio.sleep(random.uniform(0, CYCLE_SECONDS))
         next_at = time.monotonic()
         while time.monotonic() < stop_at:
-            await cycle(client, stats, device, changes)
+            await cycle(device.client or client, stats, device, changes)
             next_at += CYCLE_SECONDS
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -219,11 +223,23 @@ async def load(url: str, args: argparse.Namespace) -> None:
     most = levels[-1]
     accounts = (most + args.per_account - 1) // args.per_account
     limits = httpx.Limits(max_connections=most + 50, max_keepalive_connections=most + 50)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30, limits=limits))
         started = time.perf_counter()
         tokens = await sign_up(client, accounts, "load")
         emit("setup", accounts=accounts, seconds=round(time.perf_counter() - started, 1))
-        all_devices = [Device(tokens[i // args.per_account], i // args.per_account) for i in range(most)]
+        # Each device its own client with one connection, as each desktop has. (One client
+        # shared by hundreds of devices spent most of the generator's time in its connection
+        # pool, which looks through every waiting request and connection on each request.)
+        own = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        all_devices = [
+            Device(
+                tokens[i // args.per_account],
+                i // args.per_account,
+                client=await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30, limits=own)),
+            )
+            for i in range(most)
+        ]
         largest_ok = 0
         for count in levels:
             devices = all_devices[:count]
