@@ -20,6 +20,7 @@ from pathlib import Path
 import uvicorn
 
 from server.db import Database
+from server.logs import configure_logging
 from server.migrate import upgrade
 from server.settings import Settings
 
@@ -97,14 +98,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             os.environ[key] = str(value)
     os.environ["FERRY_MODE"] = "server"
     return Settings()
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

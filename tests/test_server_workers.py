@@ -322,3 +322,31 @@ def test_a_worker_killed_mid_push_the_retry_lands_once(tmp_path: Path, pg_url: s
             log_ids = [c["id"] for c in pull_all(api)]
         assert len(log_ids) == len(set(log_ids)), "a change landed twice"
         assert sorted(log_ids) == sorted(pushed), "a change was lost"
+
+
+# -- operations -----------------------------------------------------------------------------------
+
+
+def test_every_worker_writes_the_access_log_with_request_ids(tmp_path: Path, pg_url: str) -> None:
+    """Workers are fresh interpreters: each sets up its own log, or its access lines are lost."""
+    with servers(tmp_path, pg_url, 1, workers=2) as (server,):
+        token = sign_up(server.url, "olga")
+        ids = set()
+        pids = set()
+        # Separate connections, so that both workers get some of them.
+        for _ in range(20):
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as api:
+                response = api.get("/api/sync/pull")
+                assert response.status_code == 200, response.text
+                ids.add(response.headers["x-request-id"])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            lines = [line for line in server.log.read_text().splitlines() if "GET /api/sync/pull 200" in line]
+            if {rid for rid in ids if any(f"rid={rid}" in line for line in lines)} == ids:
+                break
+            time.sleep(0.05)
+        assert all(any(f"rid={rid}" in line for line in lines) for rid in ids), lines[-5:]
+        for line in server.log.read_text().splitlines():
+            if "Started server process [" in line:
+                pids.add(line.rsplit("[", 1)[1].rstrip("]"))
+        assert len(pids) == 2, "the server runs two workers"
