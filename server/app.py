@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hold_s
             notifier = PgNotifier(conninfo(db.url), state.hub)
             await asyncio.to_thread(notifier.start)
             state.hub.fanout = notifier.send
+            if state.sync_server is not None:
+                state.sync_server.notice = notifier.message
         log.info("Ferry %s (%s mode) using %s", __version__, settings.mode, db.url.render_as_string())
         if state.sync_engine is not None:
             await state.sync_engine.start(held=hold_sync)

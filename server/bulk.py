@@ -12,11 +12,12 @@ import orjson
 from sqlalchemy import Table, bindparam, select
 from sqlmodel import Session
 
-from server.models import Note, Task, ms_to_iso
+from server.models import Change, Note, Task, ms_to_iso
 from sync.digest import record_hash
 from sync.schema import FIELDS
 
 TABLES: dict[str, Table] = {"task": Task.__table__, "note": Note.__table__}  # type: ignore[attr-defined]
+CHANGES_TABLE: Table = Change.__table__  # type: ignore[attr-defined]
 CHUNK = 500
 SMALL_WRITE = 50  # rows written with one multi-row statement on PostgreSQL
 
@@ -137,30 +138,40 @@ def _columns(table: Table) -> list[str]:
     return [column.name for column in table.c if not (column.primary_key and column.autoincrement is True)]
 
 
-def write_rows(session: Session, table: Table, rows: list[dict[str, Any]], conflict: tuple[str, ...] = ()) -> None:
-    """INSERT many rows (or upsert them on `conflict` columns) through the driver's own
-    executemany: the ORM's per-parameter processing is most of the cost of a large push."""
+def execute_insert(
+    cursor: Any, mark: str, table: Table, rows: list[dict[str, Any]], conflict: tuple[str, ...] = ()
+) -> None:
+    """INSERT many rows (or upsert them on `conflict` columns) on a driver's cursor (`mark`:
+    its placeholder, `?` or `%s`)."""
     if not rows:
         return
     columns = [c for c in _columns(table) if c in rows[0]]
-    conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
     if conflict:
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
         sql += f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}"
+    # itemgetter builds each row's tuple in C (a tuple only when it gets two or more).
+    values = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+    if mark == "%s" and len(rows) <= SMALL_WRITE:
+        # PostgreSQL: a few rows in one statement, one round trip (psycopg's executemany
+        # takes several, and a device's push usually carries a handful of changes).
+        one = f"({', '.join([mark] * len(columns))})"
+        many = sql.replace(f"VALUES {one}", "VALUES " + ", ".join([one] * len(rows)), 1)
+        cursor.execute(many, [value for row in rows for value in values(row)])
+    else:
+        cursor.executemany(sql, [values(row) for row in rows])
+
+
+def write_rows(session: Session, table: Table, rows: list[dict[str, Any]], conflict: tuple[str, ...] = ()) -> None:
+    """`execute_insert` on a session's connection, through the driver's own executemany: the
+    ORM's per-parameter processing is most of the cost of a large push."""
+    if not rows:
+        return
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        # itemgetter builds each row's tuple in C (a tuple only when it gets two or more).
-        values = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
-        if mark == "%s" and len(rows) <= SMALL_WRITE:
-            # PostgreSQL: a few rows in one statement, one round trip (psycopg's executemany
-            # takes several, and a device's push usually carries a handful of changes).
-            one = f"({', '.join([mark] * len(columns))})"
-            many = sql.replace(f"VALUES {one}", "VALUES " + ", ".join([one] * len(rows)), 1)
-            cursor.execute(many, [value for row in rows for value in values(row)])
-        else:
-            cursor.executemany(sql, [values(row) for row in rows])
+        execute_insert(cursor, mark, table, rows, conflict)
     finally:
         cursor.close()
 

@@ -8,16 +8,33 @@ commit order. Reads use a plain deferred `BEGIN` and never block on a writer (WA
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session
 
 from server.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _refuse_dead_connection(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout (PostgreSQL): a connection the server has closed is replaced before use.
+
+    Instead of a ping (`pool_pre_ping`: a round trip before every request's first
+    statement), a look at the socket: an idle pooled connection has nothing to read unless
+    the server ended it (it sends its reason, then closes). A connection cut without a word
+    fails on use; the pool then drops it."""
+    if dbapi_conn.closed or dbapi_conn.broken:
+        raise DisconnectionError("connection closed")
+    readable, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+    if readable:
+        raise DisconnectionError("the server ended this connection")
 
 
 def _unicode_lower(value: object) -> object:
@@ -39,7 +56,6 @@ class Database:
                 self.url,
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
-                pool_pre_ping=True,
                 # psycopg prepares a statement on its fifth run, and PostgreSQL may then plan
                 # it once for any values. Planned while a table was still small, the lookups
                 # of a push by id (`id IN (...)`) became sequential scans: a push of 5,000
@@ -48,6 +64,7 @@ class Database:
                 connect_args={"options": f"{_url_options(self.url)} -c plan_cache_mode=force_custom_plan".strip()},
             )
             self.write_engine = self.engine
+            event.listen(self.engine, "checkout", _refuse_dead_connection)
 
     @staticmethod
     def _sqlite_engine(settings: Settings, *, immediate: bool) -> Engine:

@@ -3,7 +3,9 @@
 Each server process (uvicorn worker) on PostgreSQL runs one `PgNotifier`:
 
 - a **sender** thread with its own autocommit connection: `EventHub.publish` hands it every
-  event (after the write committed) and it runs `SELECT pg_notify(channel, payload)`;
+  event (after the write committed) and it runs `SELECT pg_notify(channel, payload)`. A sync
+  push sends its own notification inside its transaction instead (`message`), which saves
+  the hand-over and the round trip on the busiest path;
 - a **listener** thread with another connection that `LISTEN`s on the same channel and hands
   every event that came from *another* process to the local hub (`EventHub.deliver`), which
   copies it to that process's WebSockets.
@@ -72,14 +74,19 @@ class PgNotifier:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, channel: str, type_: str, data: dict[str, Any]) -> None:
-        """`EventHub.fanout`: queue the event for the other processes (never blocks)."""
+    def message(self, channel: str, type_: str, data: dict[str, Any]) -> tuple[str, str]:
+        """The NOTIFY channel and payload that carry an event to the other processes: for a
+        transaction to send itself (PostgreSQL delivers it at commit, and only then)."""
         payload = orjson.dumps({"o": self.origin, "c": channel, "t": type_, "d": data})
         if len(payload) > MAX_PAYLOAD:
             small = {"id": data["id"]} if "id" in data else {}
             payload = orjson.dumps({"o": self.origin, "c": channel, "t": type_, "d": small})
+        return self.channel, payload.decode()
+
+    def send(self, channel: str, type_: str, data: dict[str, Any]) -> None:
+        """`EventHub.fanout`: queue the event for the other processes (never blocks)."""
         try:
-            self._outbox.put_nowait(payload)
+            self._outbox.put_nowait(self.message(channel, type_, data)[1].encode())
         except queue.Full:
             log.warning("notification queue full; dropping an event")
 

@@ -9,11 +9,13 @@ logged verbatim; merges the server makes and conflict copies are logged as its o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, func, literal, select, union_all
+from sqlalchemy import bindparam, func, literal, select, union_all, update
 
 from server import bulk
 from server.db import Database
@@ -23,7 +25,7 @@ from server.records import next_user_seq, now_ms
 from sync.hlc import HybridClock
 from sync.ids import new_id
 from sync.merge import merge_on_server
-from sync.protocol import ChangeIn, Digest, PushResponse, Resolved
+from sync.protocol import ChangeIn, Digest, PullAsk, PushResponse, Resolved
 from sync.schema import FIELDS, TEXT_FIELDS, TITLE_MAX
 
 CHANGES = Change.__table__  # type: ignore[attr-defined]
@@ -52,6 +54,7 @@ _PAGE = (
     .limit(bindparam("limit"))
 )
 _PAGE_EXCLUDING = _PAGE.where(CHANGES.c.node != bindparam("node"))
+_SET_COUNTER = update(UserSeq).where(UserSeq.owner_id == bindparam("owner")).values(last_seq=bindparam("last"))
 _KNOWN = select(CHANGES.c.change_id).where(
     CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.change_id.in_(bindparam("ids", expanding=True))
 )
@@ -89,47 +92,72 @@ class SyncServer:
         self.db = db
         self.clock = clock
         self.hub = hub
+        #: PostgreSQL with several processes: an event as the (channel, payload) of a NOTIFY
+        #: that a push's transaction sends itself (`server.pgnotify.PgNotifier.message`)
+        self.notice: Callable[[str, str, dict[str, Any]], tuple[str, str]] | None = None
 
     # -- push ------------------------------------------------------------------------------
 
-    def push(self, owner: str, node: str, changes: list[ChangeIn]) -> PushResponse:
+    def push(self, owner: str, node: str, changes: list[ChangeIn], pull: PullAsk | None = None) -> bytes:
+        """Apply a batch; the answer (`PushResponse`) as JSON bytes. With `pull`, it also holds
+        the first page of the pull that follows (this node's changes left out), read after the
+        push committed: a device's round in one request."""
         batch = _Batch(owner, now_ms())
-        with self.db.write() as session:
-            last = next_user_seq(session, owner, 0)  # takes the user's lock (see module doc)
-            known = self._known_ids(session, owner, [c.id for c in changes])
+        record_ids = {kind: [c.record_id for c in changes if c.kind == kind] for kind in bulk.TABLES}
+        read = None
+        with self._push_transaction(owner) as tx:
+            # Takes the user's lock first (see module doc).
+            last, known, batch.rows = tx.read([c.id for c in changes], record_ids)
             fresh: list[ChangeIn] = []
             for change in changes:
                 cid = change.id
                 if cid not in known:
                     known.add(cid)
                     fresh.append(change)
-            for kind in ("task", "note"):
-                ids = [c.record_id for c in changes if c.kind == kind]
-                for rid, row in bulk.load(session, kind, owner, ids).items():
-                    batch.rows[(kind, rid)] = row
             if fresh:
                 # Moving the clock past the newest stamp once makes every stamp the server
                 # gives out in this batch later than all of them.
                 self.clock.observe(max(max(c.stamps.values()) for c in fresh))
             for change in fresh:
-                self._apply(session, batch, node, change)
+                self._apply(tx, batch, node, change)
             if batch.log:
-                last = next_user_seq(session, owner, len(batch.log))
-                first = last - len(batch.log) + 1
+                first = last + 1
+                last += len(batch.log)
                 for offset, entry in enumerate(batch.log):
                     entry["user_seq"] = first + offset
-                for kind in ("task", "note"):
-                    bulk.upsert(session, kind, [batch.rows[key] for key in batch.dirty if key[0] == kind])
-                bulk.write_rows(session, CHANGES, batch.log)
-        if batch.log:
+            dirty = {kind: [batch.rows[key] for key in batch.dirty if key[0] == kind] for kind in bulk.TABLES}
+            ask = (pull.after, pull.limit, node, pull.digest) if pull is not None else None
             # The pushing device is named so that it can ignore news of its own push.
-            self.hub.publish(owner, "sync.changes", {"last_seq": last, "node": node})
-        return PushResponse(
+            event = {"last_seq": last, "node": node}
+            notice = self.notice(owner, "sync.changes", event) if batch.log and self.notice else None
+            read = tx.finish(last if batch.log else None, dirty, batch.log, ask, notice)
+        if batch.log:
+            if notice is not None:
+                self.hub.deliver(owner, "sync.changes", event)  # the other processes: the NOTIFY
+            else:
+                self.hub.publish(owner, "sync.changes", event)
+        answer = PushResponse(
             resolved=self._verdicts(batch, changes),
             accepted=len(fresh),
             duplicates=len(changes) - len(fresh),
             last_seq=last,
-        )
+        ).model_dump(exclude={"pull"})
+        if pull is not None:
+            if read is None:  # (SQLite: read now that the push has committed)
+                read = self._read_page(owner, pull.after, pull.limit, node, pull.digest)
+            answer["pull"] = orjson.Fragment(_page_json(*read, pull.after, pull.limit))
+        return orjson.dumps(answer)
+
+    @contextmanager
+    def _push_transaction(self, owner: str) -> Iterator[Any]:
+        if self.db.is_sqlite:
+            with self.db.write() as session:
+                yield _SessionPush(session, owner)
+        else:
+            from server import sync_pg  # (psycopg: the desktop's build leaves it out)
+
+            with sync_pg.connection(self.db) as conn:
+                yield sync_pg.PushTransaction(conn, owner)
 
     @staticmethod
     def _verdicts(batch: _Batch, changes: list[ChangeIn]) -> list[Resolved]:
@@ -157,13 +185,7 @@ class SyncServer:
                 )
         return out
 
-    def _known_ids(self, session: Any, owner: str, ids: list[str]) -> set[str]:
-        known: set[str] = set()
-        for i in range(0, len(ids), bulk.CHUNK):
-            known.update(session.execute(_KNOWN, {"owner": owner, "ids": ids[i : i + bulk.CHUNK]}).scalars())
-        return known
-
-    def _apply(self, session: Any, batch: _Batch, node: str, change: ChangeIn) -> None:
+    def _apply(self, tx: Any, batch: _Batch, node: str, change: ChangeIn) -> None:
         kind, rid = change.kind, change.record_id
         row = batch.rows.get((kind, rid))
         if row is None:
@@ -177,7 +199,7 @@ class SyncServer:
         held_stamps = dict(bulk.stamps_of(row))
 
         def text_at(name: str, stamp: str) -> str | None:
-            return self._text_at(session, batch, kind, rid, name, stamp)
+            return self._text_at(tx, batch, kind, rid, name, stamp)
 
         merged = merge_on_server(
             held_fields,
@@ -215,14 +237,11 @@ class SyncServer:
             if name in fields:
                 batch.texts[(kind, rid, name, stamps[name])] = fields[name]
 
-    def _text_at(self, session: Any, batch: _Batch, kind: str, rid: str, name: str, stamp: str) -> str | None:
+    def _text_at(self, tx: Any, batch: _Batch, kind: str, rid: str, name: str, stamp: str) -> str | None:
         found = batch.texts.get((kind, rid, name, stamp))
         if found is not None:
             return found
-        query = select(CHANGES.c.fields, CHANGES.c.stamps).where(
-            CHANGES.c.owner_id == batch.owner, CHANGES.c.record_id == rid, CHANGES.c.kind == kind
-        )
-        for fields_json, stamps_json in session.execute(query):
+        for fields_json, stamps_json in tx.history(kind, rid):
             if orjson.loads(stamps_json).get(name) == stamp:
                 return orjson.loads(fields_json).get(name)
         return None
@@ -258,43 +277,109 @@ class SyncServer:
         user's digest to the last page, read on the same connection, which saves the device a
         request after most rounds.
         """
+        return _page_json(*self._read_page(owner, after, limit, exclude_node, digest), after, limit)
+
+    def _read_page(
+        self, owner: str, after: int, limit: int, exclude_node: str | None, digest: str
+    ) -> tuple[int, list[Any], Digest | None]:
+        """The sequence number, the page, and the digest when asked for on the last page
+        (PostgreSQL: in one statement, `sync_pg.pull`)."""
+        if not self.db.is_sqlite:
+            from server import sync_pg
+
+            with sync_pg.connection(self.db) as conn:
+                return sync_pg.pull(conn, owner, after, limit, exclude_node, digest)
         with self.db.engine.connect() as conn:
             last = conn.execute(_LAST_SEQ, {"owner": owner}).scalar() or 0
             params = {"owner": owner, "after": after, "last": last, "limit": limit, "node": exclude_node}
             rows = conn.execute(_PAGE_EXCLUDING if exclude_node else _PAGE, params).all()
-            full = len(rows) == limit
-            nxt = rows[-1][0] if full else max(last, after)
-            more = full and nxt < last
+            last_page = len(rows) < limit or rows[-1][0] >= last
             summary = None
-            if not more and (digest == "yes" or (digest == "changed" and last > after)):
+            if last_page and (digest == "yes" or (digest == "changed" and last > after)):
                 summary = _digest_in(conn, owner)
                 if summary.last_seq != last:
-                    # A write committed since `last` was read (PostgreSQL reads each statement
-                    # at its own snapshot): the sums may hold it, so they must not be taken
-                    # for the state at `last`. The device sees last_seq past its cursor and
-                    # compares another time.
+                    # A write committed since `last` was read: the sums may hold it, so they
+                    # must not be taken for the state at `last`. The device sees last_seq past
+                    # its cursor and compares another time.
                     summary = None
-        changes = [
-            {
-                "seq": seq,
-                "id": cid,
-                "kind": kind,
-                "record_id": rid,
-                "node": node,
-                "fields": orjson.Fragment(fields),
-                "stamps": orjson.Fragment(stamps),
-            }
-            for seq, cid, kind, rid, node, fields, stamps in rows
-        ]
-        page: dict[str, Any] = {"changes": changes, "next": nxt, "last_seq": last, "more": more}
-        if summary is not None:
-            page["digest"] = summary.model_dump()
-        return orjson.dumps(page)
+        return last, rows, summary
 
     # -- digest ----------------------------------------------------------------------------
 
     def digest(self, owner: str) -> Digest:
         return user_digest(self.db, owner)
+
+
+def _page_json(last: int, rows: list[Any], summary: Digest | None, after: int, limit: int) -> bytes:
+    """A pull page (`PullResponse`) as JSON; the stored JSON of fields and stamps is passed
+    through as it is."""
+    full = len(rows) == limit
+    nxt = rows[-1][0] if full else max(last, after)
+    more = full and nxt < last
+    changes = [
+        {
+            "seq": seq,
+            "id": cid,
+            "kind": kind,
+            "record_id": rid,
+            "node": node,
+            "fields": orjson.Fragment(fields),
+            "stamps": orjson.Fragment(stamps),
+        }
+        for seq, cid, kind, rid, node, fields, stamps in rows
+    ]
+    page: dict[str, Any] = {"changes": changes, "next": nxt, "last_seq": last, "more": more}
+    if summary is not None and not more:
+        page["digest"] = summary.model_dump()
+    return orjson.dumps(page)
+
+
+class _SessionPush:
+    """A push's database work through the ORM's session (SQLite: in-process, where a
+    statement costs no round trip; PostgreSQL has `sync_pg.PushTransaction`)."""
+
+    def __init__(self, session: Any, owner: str) -> None:
+        self.session = session
+        self.owner = owner
+
+    def read(
+        self, change_ids: list[str], record_ids: dict[str, list[str]]
+    ) -> tuple[int, set[str], dict[tuple[str, str], dict[str, Any]]]:
+        session, owner = self.session, self.owner
+        last = next_user_seq(session, owner, 0)  # the user's lock
+        known: set[str] = set()
+        for i in range(0, len(change_ids), bulk.CHUNK):
+            chunk = change_ids[i : i + bulk.CHUNK]
+            known.update(session.execute(_KNOWN, {"owner": owner, "ids": chunk}).scalars())
+        rows = {}
+        for kind, ids in record_ids.items():
+            for rid, row in bulk.load(session, kind, owner, ids).items():
+                rows[(kind, rid)] = row
+        return last, known, rows
+
+    def history(self, kind: str, record_id: str) -> Any:
+        query = select(CHANGES.c.fields, CHANGES.c.stamps).where(
+            CHANGES.c.owner_id == self.owner, CHANGES.c.record_id == record_id, CHANGES.c.kind == kind
+        )
+        return self.session.execute(query)
+
+    def finish(
+        self,
+        last_seq: int | None,
+        records: dict[str, list[dict[str, Any]]],
+        log: list[dict[str, Any]],
+        pull: tuple[int, int, str, str] | None,
+        notice: tuple[str, str] | None = None,
+    ) -> None:
+        """Write what the push changed (`Database.write` commits). The pull it asked for is
+        read after the commit, by the caller. (SQLite: one process, no NOTIFY.)"""
+        if last_seq is None:
+            return
+        session = self.session
+        session.execute(_SET_COUNTER, {"owner": self.owner, "last": last_seq})
+        for kind, rows in records.items():
+            bulk.upsert(session, kind, rows)
+        bulk.write_rows(session, CHANGES, log)
 
 
 def user_digest(db: Database, owner: str) -> Digest:

@@ -91,6 +91,14 @@ class Status:
 
 
 @dataclass
+class _FirstPage:
+    """The first page of a pull, answered with a push: the cursor it was asked after."""
+
+    after: int
+    page: dict[str, Any]
+
+
+@dataclass
 class _Session:
     account: Account
     http: httpx.AsyncClient
@@ -419,13 +427,14 @@ class SyncEngine:
 
     async def _sync_round(self, session: _Session) -> None:
         started = time.perf_counter()
-        pushed, acknowledging = await self._push(session)
         # After a mismatch that a full re-sync could not mend, compare every round, so the
         # error stays visible until the two sides really agree (rule 6).
         check = session.rounds % 10 == 0 or session.diverged
         # The server adds its digest to the pull's last page whenever the log moved (this
         # push included), so a round that moved anything costs no extra request to compare.
-        pulled, remote = await self._pull(session, "yes" if check else "changed", acknowledging)
+        digest = "yes" if check else "changed"
+        pushed, acknowledging, first = await self._push(session, digest)
+        pulled, remote = await self._pull(session, digest, acknowledging, first)
         session.rounds += 1
         if pushed or pulled or check or remote is not None:
             await self._check_digest(session, remote)
@@ -436,22 +445,29 @@ class SyncEngine:
         }
         self.history.append(self.status.last_round)
 
-    async def _push(self, session: _Session) -> tuple[int, asyncio.Future[None] | None]:
+    async def _push(
+        self, session: _Session, digest: str = "no"
+    ) -> tuple[int, asyncio.Future[None] | None, _FirstPage | None]:
         """Push pending changes in batches, in order. While the server applies one batch, the
         device reads the next and acknowledges the previous one, so neither side waits idle.
         A batch is acknowledged only after the server answered for it; a retried batch is
         applied once (change ids).
 
-        Returns how many were pushed and the acknowledgement of the last batch, still running:
-        the pull's first request goes out meanwhile, and `_pull` waits for it before applying
-        anything (pulled text must meet the acknowledged state, see `_pull`)."""
+        A batch that is surely the last (smaller than a full one) asks the server for the
+        first page of the pull that follows (`pull` in the push, with `digest`): most rounds
+        are then one request. Returns how many were pushed, the acknowledgement of the last
+        batch, still running (`_pull` waits for it before applying anything: pulled text must
+        meet the acknowledged state), and that first page if the server sent one."""
         node = self.store.node.encode()
         total = 0
-        batch = await asyncio.to_thread(self.store.pending, PUSH_BATCH, 0)
+        batch, cursor = await asyncio.to_thread(self._pending_and_cursor)
         answered: tuple[list[Any], httpx.Response] | None = None
         while batch:
-            body = b'{"node":"' + node + b'","changes":[' + b",".join(p.wire for p in batch) + b"]}"
-            sending = asyncio.ensure_future(self._call(session, "POST", "/api/sync/push", content=body))
+            body = b'{"node":"' + node + b'","changes":[' + b",".join(p.wire for p in batch) + b"]"
+            if len(batch) < PUSH_BATCH:
+                ask = {"after": cursor, "limit": PULL_PAGE_DEFAULT, "digest": digest}
+                body += b',"pull":' + orjson.dumps(ask)
+            sending = asyncio.ensure_future(self._call(session, "POST", "/api/sync/push", content=body + b"}"))
             try:
                 if answered is not None:
                     await self._acknowledge(*answered)
@@ -466,15 +482,25 @@ class SyncEngine:
             total += len(batch)
             batch = following
         if answered is None:
-            return total, None
-        return total, asyncio.ensure_future(self._acknowledge(*answered))
+            return total, None, None
+        result = orjson.loads(answered[1].content)
+        page = result.get("pull")
+        first = _FirstPage(cursor, page) if page is not None else None
+        return total, asyncio.ensure_future(self._acknowledge(answered[0], result)), first
 
-    async def _acknowledge(self, batch: list[Any], response: httpx.Response) -> None:
-        result = orjson.loads(response.content)
+    def _pending_and_cursor(self) -> tuple[list[Any], int]:
+        return self.store.pending(PUSH_BATCH, 0), self.store.cursor()
+
+    async def _acknowledge(self, batch: list[Any], answer: httpx.Response | dict[str, Any]) -> None:
+        result = orjson.loads(answer.content) if not isinstance(answer, dict) else answer
         await asyncio.to_thread(self.store.acknowledge, [p.seq for p in batch], result.get("resolved", []))
 
     async def _pull(
-        self, session: _Session, digest: str = "no", acknowledging: asyncio.Future[None] | None = None
+        self,
+        session: _Session,
+        digest: str = "no",
+        acknowledging: asyncio.Future[None] | None = None,
+        first: _FirstPage | None = None,
     ) -> tuple[int, dict[str, Any] | None]:
         """Pull pages until the end of the log; returns how many changes arrived and the
         server's digest if its last page carried one (`digest`: see the pull route).
@@ -483,7 +509,8 @@ class SyncEngine:
         this device work at the same time); the cursor still moves only with each applied
         page, in its transaction. `acknowledging` (the push's last acknowledgement, still
         running) is finished before the first page is applied: applying treats changes not
-        yet acknowledged as pending, and the digest check after the pull reads what it wrote."""
+        yet acknowledged as pending, and the digest check after the pull reads what it wrote.
+        `first`: the first page, which came with the push's answer."""
         received = 0
 
         async def fetch(after: int) -> dict[str, Any]:
@@ -503,14 +530,20 @@ class SyncEngine:
             return orjson.loads(r.content)
 
         ahead: asyncio.Task[dict[str, Any]] | None = None
-        first: asyncio.Future[dict[str, Any]] | None = None
+        pending_first: asyncio.Future[dict[str, Any]] | None = None
         try:
             # (The acknowledgement does not move the cursor.)
-            start = cursor = await asyncio.to_thread(self.store.cursor)
-            first = asyncio.ensure_future(fetch(cursor))
-            if acknowledging is not None:
-                await acknowledging
-            page, first = await first, None
+            if first is not None:
+                start = cursor = first.after
+                page = first.page
+                if acknowledging is not None:
+                    await acknowledging
+            else:
+                start = cursor = await asyncio.to_thread(self.store.cursor)
+                pending_first = asyncio.ensure_future(fetch(cursor))
+                if acknowledging is not None:
+                    await acknowledging
+                page, pending_first = await pending_first, None
             while True:
                 if page["more"]:
                     ahead = asyncio.ensure_future(fetch(page["next"]))
@@ -524,7 +557,7 @@ class SyncEngine:
                 await self._publish()
                 page, ahead = await ahead, None
         finally:
-            for unfinished in (first, ahead):
+            for unfinished in (pending_first, ahead):
                 if unfinished is not None:
                     unfinished.cancel()
                     with contextlib.suppress(BaseException):
@@ -549,8 +582,8 @@ class SyncEngine:
             return
         queued = await asyncio.to_thread(self.store.requeue_all)
         log.warning("digest still differs after a full pull: re-sent %d records", queued)
-        _, acknowledging = await self._push(session)
-        _, remote = await self._pull(session, "yes", acknowledging)
+        _, acknowledging, first = await self._push(session, "yes")
+        _, remote = await self._pull(session, "yes", acknowledging, first)
         if not await self._digests_agree(session, remote):
             session.diverged = True
             raise _SyncFailed("this device and the server still disagree after a full re-sync")

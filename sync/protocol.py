@@ -119,12 +119,25 @@ class NoteChange(_Change):
 ChangeIn = Annotated[TaskChange | NoteChange, Field(discriminator="kind")]
 
 
+class PullAsk(BaseModel):
+    """A push's request for the first page of the pull that follows it (see `PushRequest`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(ge=0, le=2**62, description="The cursor: last sequence number applied")
+    limit: int = Field(default=PULL_PAGE_DEFAULT, ge=1, le=PULL_PAGE_MAX)
+    digest: Literal["no", "yes", "changed"] = "no"
+
+
 class PushRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     node: NodeStr
     # The count limit is checked by the server, which answers 413 rather than 422.
     changes: list[ChangeIn]
+    #: also answer with the first page of a pull after the push (the pushing node's own
+    #: changes left out), as `GET /api/sync/pull` would give it: one request for a round
+    pull: PullAsk | None = None
 
 
 class Resolved(BaseModel):
@@ -143,6 +156,8 @@ class PushResponse(BaseModel):
     duplicates: int  # changes the server already had (a retried push)
     last_seq: int  # the user's newest sequence number after this push
     resolved: list[Resolved] = []
+    #: the page the push asked for (`PushRequest.pull`), read after the push committed
+    pull: "PullResponse | None" = None
 
 
 class ChangeOut(BaseModel):
@@ -172,3 +187,6 @@ class PullResponse(BaseModel):
     more: bool
     #: on the last page when asked for (`digest=yes|changed`): the user's digest at `last_seq`
     digest: Digest | None = None
+
+
+PushResponse.model_rebuild()

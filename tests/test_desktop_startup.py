@@ -42,7 +42,7 @@ def test_the_local_api_imports_only_what_local_mode_uses(tmp_path: Path) -> None
 
         create_app(Settings(mode="local", data_dir=Path(sys.argv[1]), local_token="x" * 32), hold_sync=True)
         later = ("httpx", "apscheduler", "keyring", "server.routes.auth", "server.routes.sync",
-                 "server.ratelimit", "server.pgnotify", "jwt", "pwdlib")
+                 "server.ratelimit", "server.pgnotify", "jwt", "pwdlib", "psycopg")
         print(",".join(name for name in later if name in sys.modules))
         """,
         str(tmp_path),

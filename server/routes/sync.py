@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/sync", tags=["sync"], responses={**AUTH})
 @router.post(
     "/push",
     response_model=PushResponse,
-    responses={**INPUT},
+    responses={**INPUT, 200: {"content": {"application/json": {}}}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -35,8 +35,11 @@ router = APIRouter(prefix="/api/sync", tags=["sync"], responses={**AUTH})
         }
     },
 )
-async def push(state: StateDep, owner: OwnerDep, request: Request) -> PushResponse:
-    """Apply a batch of changes atomically; changes already applied (by id) are skipped."""
+async def push(state: StateDep, owner: OwnerDep, request: Request) -> Any:
+    """Apply a batch of changes atomically; changes already applied (by id) are skipped.
+
+    With `pull`, the answer also holds the first page of the pull that follows, as `GET
+    /api/sync/pull` would answer it with `exclude_node` set to the pushing node."""
     # Parsed and validated by pydantic's core straight from the bytes: FastAPI's own JSON
     # parsing would cost more than applying the batch.
     body = await request.body()
@@ -47,7 +50,10 @@ async def push(state: StateDep, owner: OwnerDep, request: Request) -> PushRespon
         raise RequestValidationError(errors) from None
     if len(push_request.changes) > MAX_PUSH_CHANGES:
         raise HTTPException(413, f"at most {MAX_PUSH_CHANGES} changes per push")
-    return await run_in_threadpool(state.sync_server.push, owner, push_request.node, push_request.changes)
+    answer = await run_in_threadpool(
+        state.sync_server.push, owner, push_request.node, push_request.changes, push_request.pull
+    )
+    return Response(answer, media_type="application/json")
 
 
 @router.get(

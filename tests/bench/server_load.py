@@ -8,12 +8,13 @@ made for the run and dropped after it). Simulated devices speak the wire protoco
 process, each with its own async httpx client (one connection, as a desktop has). Each
 belongs to an account shared with `--per-account - 1` other devices, and every 2 s (first
 cycle at a random offset) it makes `--changes` changes — a new task, the rest toggling
-`completed` on tasks it knows, its own or its other devices' — pushes them and pulls
-everything after its cursor (leaving out its own node), page by page, with the account's
-digest on the last page as the desktop's engine asks for it.
+`completed` on tasks it knows, its own or its other devices' — and syncs as the desktop's
+engine does: one push that also asks for the first page of everything after its cursor
+(leaving out its own node), with the account's digest on the last page, then further pull
+pages only if there are more.
 
 For each device count (ascending, the same accounts and server throughout), after
-`--seconds` of load: cycles per second, cycle latency p50/p99 (push + pull), request
+`--seconds` of load: cycles per second, cycle latency p50/p99 (the whole round), request
 latency p50/p99, errors (any non-2xx answer or transport error), and convergence: every
 device pulls to the end and its replica (last-writer-wins per field over what it made and
 what it pulled) must equal its account's full server log replayed the same way.
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,8 +124,12 @@ class Stats:
         self.error_kinds[what] = self.error_kinds.get(what, 0) + 1
 
 
-async def request(client: httpx.AsyncClient, stats: Stats, method: str, url: str, **kw: Any) -> Any:
+async def request(client: httpx.AsyncClient, stats: Stats, method: str, url: str, body: Any = None, **kw: Any) -> Any:
+    """JSON in and out with orjson, as the desktop's engine sends and reads it."""
     started = time.perf_counter()
+    if body is not None:
+        kw["content"] = orjson.dumps(body)
+        kw["headers"] = {**kw.get("headers", {}), "Content-Type": "application/json"}
     try:
         response = await client.request(method, url, **kw)
     except httpx.HTTPError as exc:
@@ -133,34 +139,42 @@ async def request(client: httpx.AsyncClient, stats: Stats, method: str, url: str
     if response.status_code >= 300:
         stats.error(str(response.status_code))
         return None
-    return response.json()
+    return orjson.loads(response.content)
 
 
-async def pull_to_end(client: httpx.AsyncClient, stats: Stats, device: Device, limit: int = 2000) -> bool:
+async def pull_to_end(
+    client: httpx.AsyncClient, stats: Stats, device: Device, limit: int = 2000, page: dict[str, Any] | None = None
+) -> bool:
+    """Pages until the end of the log; `page`: the first one, if the push brought it."""
     start = device.cursor
     for _ in range(10_000):
-        # As the desktop's engine asks: the digest on the last page whenever the log moved.
-        digest = "changed" if device.cursor == start else "yes"
-        params = {"after": device.cursor, "limit": limit, "exclude_node": device.clock.node, "digest": digest}
-        page = await request(client, stats, "GET", "/api/sync/pull", params=params, headers=device.headers)
         if page is None:
-            return False
+            # As the desktop's engine asks: the digest on the last page whenever the log moved.
+            digest = "changed" if device.cursor == start else "yes"
+            params = {"after": device.cursor, "limit": limit, "exclude_node": device.clock.node, "digest": digest}
+            page = await request(client, stats, "GET", "/api/sync/pull", params=params, headers=device.headers)
+            if page is None:
+                return False
         device.apply(page["changes"])
         device.cursor = page["next"]
         if not page["more"]:
             return True
+        page = None
     return False
 
 
 async def cycle(client: httpx.AsyncClient, stats: Stats, device: Device, changes: int) -> None:
+    """A round as the desktop's engine makes it: the push asks for the pull's first page
+    (with the digest when the log moved), and further pages follow only if there are more."""
     started = time.perf_counter()
     batch = device.make_changes(changes)
-    body = {"node": device.clock.node, "changes": batch}
-    pushed = await request(client, stats, "POST", "/api/sync/push", json=body, headers=device.headers)
+    ask = {"after": device.cursor, "digest": "changed"}
+    body = {"node": device.clock.node, "changes": batch, "pull": ask}
+    pushed = await request(client, stats, "POST", "/api/sync/push", body, headers=device.headers)
     if pushed is None:
         return
     device.apply(batch)
-    if await pull_to_end(client, stats, device):
+    if await pull_to_end(client, stats, device, page=pushed["pull"]):
         stats.cycles.append((time.perf_counter() - started) * 1000)
 
 
@@ -288,7 +302,10 @@ async def big_pull(client: httpx.AsyncClient, total: int) -> None:
         ]  # fmt: skip
         began = time.perf_counter()
         r = await client.post(
-            "/api/sync/push", json={"node": clock.node, "changes": changes}, headers=headers, timeout=300
+            "/api/sync/push",
+            content=orjson.dumps({"node": clock.node, "changes": changes}),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=300,
         )
         assert r.status_code == 200, r.text
         pushes.append(time.perf_counter() - began)

@@ -222,6 +222,9 @@ def test_delete_key_then_undo(ui: UI) -> None:
     page.locator("#toast-undo").click()
     expect_titles(page, ["Alpha", "Bravo", "Charlie"])
     expect(toast).to_be_hidden()
+    # The keyboard is back on the restored row once the Undo has finished (the list shows it
+    # a moment earlier): only then does the next key act from there.
+    expect(row(page, "Bravo")).to_be_focused()
     with ui.api() as api:
         restored = get_task(api, bravo["id"])
         assert restored.status_code == 200
