@@ -12,8 +12,9 @@ waiting for the next statement). Here:
   PostgreSQL runs them in order, each statement after the one before has finished, so the
   reads see everything committed before the lock was granted (sync rule 5). After the
   merge, the writes and COMMIT go out at once.
-- a pull is one statement: the sequence number, the page and (when asked for) the digest,
-  all read in one snapshot.
+- a pull is one round trip: the sequence number, the page and (when asked for) the digest,
+  read in one snapshot. A push that asks for the pull after it reads it in its own
+  transaction, just before COMMIT.
 
 It speaks to the pool's psycopg connection directly, in autocommit mode with explicit
 BEGIN and COMMIT: otherwise psycopg sends its implicit BEGIN on a round trip of its own,
@@ -49,44 +50,41 @@ _LOAD = {
 _HISTORY = "SELECT fields, stamps FROM changes WHERE owner_id = %s AND record_id = %s AND kind = %s"
 
 
-def _pull_statement(excluding: bool) -> str:
-    """One statement, one snapshot: `part` 0 rows are the page, the `part` 1 row carries the
-    user's sequence number, the `part` 2 row the digest. The digest is read only when asked
-    for (`always`, or `changed` and the log grew past `after`) and when this is the last
-    page: fewer than `limit` changes, or the page reaches the sequence number."""
-    node = " AND c.node <> %(node)s" if excluding else ""
-    sums = " UNION ALL ".join(
-        f"SELECT count(*) AS n, coalesce(sum(hash_a), 0) AS a, coalesce(sum(hash_b), 0) AS b "
-        f"FROM {table.name} WHERE owner_id = %(owner)s"
+# A pull: the sequence number, the page and the digest as three simple statements, sent
+# together and read in one snapshot (a read-only REPEATABLE READ transaction, or the push's
+# own transaction, which holds the user's lock). PostgreSQL plans every statement for its
+# values (`server.db`), and planning one statement that did all three cost ten times as much
+# as running these.
+_COUNTER = "(SELECT coalesce((SELECT last_seq FROM user_seqs WHERE owner_id = %(owner)s), 0))"
+_LAST = f"SELECT {_COUNTER}"
+# In one snapshot every visible change is numbered at most the visible sequence number.
+_PAGE = {
+    excluding: "SELECT user_seq, change_id, kind, record_id, node, fields, stamps FROM changes "
+    "WHERE owner_id = %(owner)s AND user_seq > %(after)s" + (" AND node <> %(node)s" if excluding else "") + " "
+    "ORDER BY user_seq LIMIT %(limit)s"
+    for excluding in (False, True)
+}
+
+
+def _digest_statement() -> str:
+    """The digest, when asked for (`always`, or `changed` and the log grew past `after`) and
+    when the page is surely the last (no more than `limit` numbers after `after`; a device
+    whose own changes were left out may get a last page without it, and then asks for the
+    digest on its own). Otherwise no row: the condition is a one-time filter, and the
+    records are not read at all."""
+    parts = ", ".join(
+        f"(SELECT count(*) AS n, coalesce(sum(hash_a), 0) AS a, coalesce(sum(hash_b), 0) AS b "
+        f"FROM {table.name} WHERE owner_id = %(owner)s) AS {table.name}"
         for table in bulk.TABLES.values()
     )
-    # The records are read only for a wanted digest: when `w.yes` is false the join below
-    # runs its inner side zero times.
-    return f"""
-WITH s AS (SELECT coalesce((SELECT last_seq FROM user_seqs WHERE owner_id = %(owner)s), 0) AS last),
-page AS (
-    SELECT c.user_seq, c.change_id, c.kind, c.record_id, c.node, c.fields, c.stamps
-    FROM changes c, s
-    WHERE c.owner_id = %(owner)s AND c.user_seq > %(after)s AND c.user_seq <= s.last{node}
-    ORDER BY c.user_seq LIMIT %(limit)s
-),
-w AS (
-    SELECT (%(always)s OR (%(changed)s AND s.last > %(after)s))
-        AND ((SELECT count(*) FROM page) < %(limit)s OR (SELECT max(user_seq) FROM page) >= s.last) AS yes
-    FROM s
-)
-SELECT 0 AS part, user_seq, change_id, kind, record_id, node, fields, stamps FROM page
-UNION ALL
-SELECT 1, last, NULL, NULL, NULL, NULL, NULL, NULL FROM s
-UNION ALL
-SELECT 2, d.n, d.a::text, d.b::text, NULL, NULL, NULL, NULL
-FROM w CROSS JOIN LATERAL (SELECT sum(n)::bigint AS n, sum(a) AS a, sum(b) AS b FROM ({sums}) AS x) AS d
-WHERE w.yes
-ORDER BY part, user_seq
-"""
+    total = {column: " + ".join(f"{table.name}.{column}" for table in bulk.TABLES.values()) for column in "nab"}
+    return (
+        f"SELECT {total['n']}, ({total['a']})::bigint, ({total['b']})::bigint FROM {parts} "
+        f"WHERE (%(always)s OR (%(changed)s AND {_COUNTER} > %(after)s)) AND {_COUNTER} - %(after)s <= %(limit)s"
+    )
 
 
-_PULL = {excluding: _pull_statement(excluding) for excluding in (False, True)}
+_DIGEST = _digest_statement()
 
 
 @contextmanager
@@ -149,8 +147,7 @@ class PushTransaction:
     ) -> PageRead | None:
         """One round trip: the records, the change log and the counter (unless the push wrote
         nothing: `last_seq` None), the `notice` (NOTIFY channel and payload, delivered at
-        commit), COMMIT, then the pull `(after, limit, node, digest)` the push asked for,
-        which sees the committed push."""
+        commit), the pull `(after, limit, node, digest)` the push asked for, COMMIT."""
         conn = self.conn
         with conn.pipeline(), conn.cursor() as cursor:
             if last_seq is not None:
@@ -160,12 +157,20 @@ class PushTransaction:
                 bulk.execute_insert(cursor, "%s", bulk.CHANGES_TABLE, log)
             if notice is not None:
                 cursor.execute("SELECT pg_notify(%s, %s)", notice)
+            # Read before COMMIT, in the same view: the user's lock keeps every other write
+            # of theirs out until then, and nothing is answered unless the COMMIT succeeds.
+            read = _send_pull(conn, self.owner, *pull) if pull is not None else None
             cursor.execute("COMMIT")
-            page = conn.execute(*_pull_query(self.owner, *pull)) if pull is not None else None
-        return _page_read(page) if page is not None else None
+        return _read_pull(read) if read is not None else None
 
 
-def _pull_query(owner: str, after: int, limit: int, node: str | None, digest: str) -> tuple[str, dict[str, Any]]:
+Sent = tuple[psycopg.Cursor[Any], psycopg.Cursor[Any], psycopg.Cursor[Any] | None]
+
+
+def _send_pull(
+    conn: psycopg.Connection[Any], owner: str, after: int, limit: int, node: str | None, digest: str
+) -> Sent:
+    """Queue a pull's statements (in a pipeline: read after it syncs)."""
     params = {
         "owner": owner,
         "after": after,
@@ -174,26 +179,26 @@ def _pull_query(owner: str, after: int, limit: int, node: str | None, digest: st
         "always": digest == "yes",
         "changed": digest == "changed",
     }
-    return _PULL[node is not None], params
+    last = conn.execute(_LAST, params)
+    page = conn.execute(_PAGE[node is not None], params)
+    sums = conn.execute(_DIGEST, params) if digest != "no" else None
+    return last, page, sums
 
 
-def _page_read(cursor: psycopg.Cursor[Any]) -> PageRead:
-    last = 0
-    page: list[tuple[Any, ...]] = []
-    summary = None
-    for part, seq, *rest in cursor.fetchall():
-        if part == 0:
-            page.append((seq, *rest))
-        elif part == 1:
-            last = int(seq)
-        else:
-            summary = (int(seq), int(rest[0]), int(rest[1]))
-    digest = Digest(count=summary[0], sum_a=summary[1], sum_b=summary[2], last_seq=last) if summary else None
-    return last, page, digest
+def _read_pull(sent: Sent) -> PageRead:
+    last_cursor, page_cursor, sums_cursor = sent
+    last = int(last_cursor.fetchone()[0])  # type: ignore[index]
+    found = sums_cursor.fetchone() if sums_cursor is not None else None
+    digest = Digest(count=int(found[0]), sum_a=int(found[1]), sum_b=int(found[2]), last_seq=last) if found else None
+    return last, page_cursor.fetchall(), digest
 
 
 def pull(conn: psycopg.Connection[Any], owner: str, after: int, limit: int, node: str | None, digest: str) -> PageRead:
     """The user's sequence number, a page of changes after `after` (tuples: seq, change id,
-    kind, record id, node, fields, stamps) and, as `digest` asks (see the pull route) and if
-    this is the last page, the digest at that sequence number."""
-    return _page_read(conn.execute(*_pull_query(owner, after, limit, node, digest)))
+    kind, record id, node, fields, stamps) and, as `digest` asks (see the pull route), the
+    digest at that sequence number; one round trip, one snapshot."""
+    with conn.pipeline():
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        sent = _send_pull(conn, owner, after, limit, node, digest)
+        conn.execute("COMMIT")
+    return _read_pull(sent)
