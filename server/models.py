@@ -39,6 +39,7 @@ from sync.schema import BODY_MAX, DESCRIPTION_MAX, TITLE_MAX
 
 
 CONFLICT_COPY = text("conflict_of IS NOT NULL")
+PENDING = text("pushed = false")
 
 
 class Task(SQLModel, table=True):
@@ -120,7 +121,8 @@ class Change(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("owner_id", "change_id", name="uq_changes_owner_change"),
         Index("ix_changes_owner_user_seq", "owner_id", "user_seq"),
-        Index("ix_changes_pending", "pushed", "seq"),
+        # Only the changes a device has not pushed yet (none on the server): migration 0005.
+        Index("ix_changes_pending", "owner_id", "seq", sqlite_where=PENDING, postgresql_where=PENDING),
         Index("ix_changes_record", "owner_id", "record_id"),
     )
 

@@ -9,10 +9,11 @@ logged verbatim; merges the server makes and conflict copies are logged as its o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import bindparam, func, literal, select, union_all, update
@@ -29,6 +30,8 @@ from sync.protocol import ChangeIn, Digest, PullAsk, PushResponse, Resolved
 from sync.schema import FIELDS, TEXT_FIELDS, TITLE_MAX
 
 CHANGES = Change.__table__  # type: ignore[attr-defined]
+T = TypeVar("T")
+log = logging.getLogger("ferry.sync_server")
 CONFLICT_SUFFIX = " (conflict copy)"
 
 # The reads every sync round makes (a pull, a digest), built once with bound parameters and
@@ -102,6 +105,24 @@ class SyncServer:
         """Apply a batch; the answer (`PushResponse`) as JSON bytes. With `pull`, it also holds
         the first page of the pull that follows (this node's changes left out), read after the
         push committed: a device's round in one request."""
+        return self._once_more_if_the_connection_dies(self._push, owner, node, changes, pull)
+
+    def _once_more_if_the_connection_dies(self, work: Callable[..., T], *args: Any) -> T:
+        """PostgreSQL: a pooled connection the server ended just as it was lent out (the pool
+        checks for that, but a connection can die in between) is dropped by the pool, and the
+        work is done once more on another. A push may be repeated: changes are applied by id,
+        once, however often they arrive; a pull only reads."""
+        if self.db.is_sqlite:
+            return work(*args)
+        import psycopg
+
+        try:
+            return work(*args)
+        except psycopg.OperationalError as exc:
+            log.warning("database connection lost (%s); trying once more", str(exc).strip())
+            return work(*args)
+
+    def _push(self, owner: str, node: str, changes: list[ChangeIn], pull: PullAsk | None) -> bytes:
         batch = _Batch(owner, now_ms())
         record_ids = {kind: [c.record_id for c in changes if c.kind == kind] for kind in bulk.TABLES}
         read = None
@@ -144,7 +165,7 @@ class SyncServer:
         ).model_dump(exclude={"pull"})
         if pull is not None:
             if read is None:  # (SQLite: read now that the push has committed)
-                read = self._read_page(owner, pull.after, pull.limit, node, pull.digest)
+                read = self._read_sqlite_page(owner, pull.after, pull.limit, node, pull.digest)
             answer["pull"] = orjson.Fragment(_page_json(*read, pull.after, pull.limit))
         return orjson.dumps(answer)
 
@@ -282,13 +303,20 @@ class SyncServer:
     def _read_page(
         self, owner: str, after: int, limit: int, exclude_node: str | None, digest: str
     ) -> tuple[int, list[Any], Digest | None]:
-        """The sequence number, the page, and the digest when asked for on the last page
-        (PostgreSQL: in one statement, `sync_pg.pull`)."""
-        if not self.db.is_sqlite:
-            from server import sync_pg
+        """The sequence number, the page, and the digest when asked for on the last page."""
+        if self.db.is_sqlite:
+            return self._read_sqlite_page(owner, after, limit, exclude_node, digest)
+        from server import sync_pg
 
+        def read() -> tuple[int, list[Any], Digest | None]:
             with sync_pg.connection(self.db) as conn:
                 return sync_pg.pull(conn, owner, after, limit, exclude_node, digest)
+
+        return self._once_more_if_the_connection_dies(read)
+
+    def _read_sqlite_page(
+        self, owner: str, after: int, limit: int, exclude_node: str | None, digest: str
+    ) -> tuple[int, list[Any], Digest | None]:
         with self.db.engine.connect() as conn:
             last = conn.execute(_LAST_SEQ, {"owner": owner}).scalar() or 0
             params = {"owner": owner, "after": after, "last": last, "limit": limit, "node": exclude_node}

@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, false, func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from server import bulk
 from server.db import Database
 from server.events import EventHub
-from server.models import Change, Meta
+from server.models import PENDING, Change, Meta
 from server.records import now_ms, read_view
 from server.state import LOCAL_OWNER_KEY, AppState
 from sync.hlc import HybridClock
@@ -42,11 +42,19 @@ _PENDING = (
         CHANGES.c.stamps,
         CHANGES.c.base,
     )
-    .where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.seq > bindparam("after"))
+    .where(PENDING, CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.seq > bindparam("after"))
     .order_by(CHANGES.c.seq)
     .limit(bindparam("limit"))
 )
-_PENDING_COUNT = select(func.count()).where(CHANGES.c.pushed == false(), CHANGES.c.owner_id == bindparam("owner"))
+# (`PENDING` as the partial index spells it, so that SQLite sees the index covers the query.)
+_PENDING_COUNT = select(func.count()).where(PENDING, CHANGES.c.owner_id == bindparam("owner"))
+_ACKNOWLEDGE = (
+    update(CHANGES)
+    .where(PENDING, CHANGES.c.owner_id == bindparam("owner"))
+    .where(CHANGES.c.seq.between(bindparam("first"), bindparam("last")))
+    .values(pushed=True)
+)
+_NEWEST_PENDING = select(func.max(CHANGES.c.seq)).where(PENDING, CHANGES.c.owner_id == bindparam("owner"))
 _META = select(Meta.value).where(Meta.key == bindparam("key"))  # type: ignore[arg-type]
 
 
@@ -119,19 +127,16 @@ class LocalSyncStore:
             for seq, cid, kind, rid, fields, stamps, base in rows
         ]
 
+    def newest_pending(self) -> int:
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(_NEWEST_PENDING, {"owner": self.owner}).scalar() or 0)
+
     def pending_count(self) -> int:
         with self.db.engine.connect() as conn:
             return int(conn.execute(_PENDING_COUNT, {"owner": self.owner}).scalar_one())
 
     def acknowledge(self, seqs: list[int], resolved: list[dict[str, Any]]) -> None:
-        events: list[tuple[str, dict[str, Any]]] = []
-        with self.db.write() as session:
-            for i in range(0, len(seqs), bulk.CHUNK):
-                session.execute(update(CHANGES).where(CHANGES.c.seq.in_(seqs[i : i + bulk.CHUNK])).values(pushed=True))
-            if resolved:
-                events = self._adopt_verdicts(session, resolved)
-        for event in events:
-            self.hub.publish("", *event)
+        self.acknowledge_and_apply(seqs, resolved, None, None)
 
     def _adopt_verdicts(self, session: Any, resolved: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """Take the server's text for fields it merged, unless a newer local edit waits."""
@@ -161,7 +166,7 @@ class LocalSyncStore:
         ids = list(record_ids)
         for i in range(0, len(ids), bulk.CHUNK):
             query = select(CHANGES.c.record_id, CHANGES.c.fields).where(
-                CHANGES.c.pushed == false(),
+                PENDING,
                 CHANGES.c.owner_id == self.owner,
                 CHANGES.c.record_id.in_(ids[i : i + bulk.CHUNK]),
             )
@@ -179,52 +184,90 @@ class LocalSyncStore:
             _set_meta(session, self._cursor_key(), "0")
 
     def apply_page(self, changes: list[dict[str, Any]], next_cursor: int) -> int:
-        if not changes:
-            # The server left out only this device's own changes: just the cursor moves, and
-            # a power cut taking that back costs one more look past them. Not waiting for the
-            # disk saves a flush in every round that pushed (about 1-2 ms).
-            with self.db.write_unflushed() as session:
-                _set_meta(session, self._cursor_key(), str(next_cursor))
-            return 0
+        return self.acknowledge_and_apply([], [], changes, next_cursor)
+
+    def acknowledge_and_apply(
+        self,
+        seqs: list[int],
+        resolved: list[dict[str, Any]],
+        changes: list[dict[str, Any]] | None,
+        next_cursor: int | None,
+    ) -> int:
+        """`acknowledge`, then `apply_page` (unless `next_cursor` is None), in one transaction.
+
+        The commit does not wait for the disk. Everything written here comes from the server
+        and is written again if a power cut takes it back (the cursor and the page go back
+        together, an acknowledgement lost means the change is pushed again and skipped by id
+        there); the person's own edits are committed, flushed, by the API. A later flushed
+        commit makes this one durable too (the log is replayed in order), and an app crash
+        cannot lose it (the commit is in SQLite's log)."""
         events: list[tuple[str, dict[str, Any]]] = []
+        touched: dict[tuple[str, str], dict[str, Any]] = {}
+        created: set[tuple[str, str]] = set()
+        with self.db.write_unflushed() as session:
+            if seqs:
+                # A pushed batch is a run of consecutive pending changes (`pending` reads them
+                # in log order), and log positions only grow: the pending changes between its
+                # first and last are exactly the batch, found by range on the pending index.
+                session.execute(_ACKNOWLEDGE, {"owner": self.owner, "first": min(seqs), "last": max(seqs)})
+            if resolved:
+                events = self._adopt_verdicts(session, resolved)
+            if next_cursor is not None:
+                if changes:
+                    touched, created = self._merge_page(session, changes)
+                _set_meta(session, self._cursor_key(), str(next_cursor))
+        if touched and self.hub.subscribers(""):  # (no page open: no events to build)
+            events.extend(self._page_events(touched, created))
+        for event in events:
+            self.hub.publish("", *event)
+        return len(touched)
+
+    def _merge_page(
+        self, session: Any, changes: list[dict[str, Any]]
+    ) -> tuple[dict[tuple[str, str], dict[str, Any]], set[tuple[str, str]]]:
+        """Merge pulled changes into the records; the records changed (with whether each was
+        deleted before) and those created."""
         now = now_ms()
         touched: dict[tuple[str, str], dict[str, Any]] = {}
         created: set[tuple[str, str]] = set()
-        with self.db.write() as session:
-            foreign = [c for c in changes if c["node"] != self.node]
-            pending = self._pending_fields(session, {c["record_id"] for c in foreign})
-            rows: dict[tuple[str, str], dict[str, Any]] = {}
-            for kind in ("task", "note"):
-                ids = [c["record_id"] for c in foreign if c["kind"] == kind]
-                for rid, row in bulk.load(session, kind, self.owner, ids).items():
-                    rows[(kind, rid)] = row
-            newest = max((max(c["stamps"].values()) for c in foreign if c["stamps"]), default=None)
-            if newest is not None:
-                # Past the page's newest stamp once: every later local stamp is newer than all.
-                self.clock.observe(newest)
-            for change in foreign:
-                kind, rid = change["kind"], change["record_id"]
-                if kind not in FIELDS:
-                    continue
-                row = rows.get((kind, rid))
-                if row is None:
-                    row = rows[(kind, rid)] = bulk.new_row(kind, self.owner, rid, now)
-                    created.add((kind, rid))
-                    held, held_stamps = {}, {}
-                else:
-                    held, held_stamps = bulk.fields_of(kind, row), dict(bulk.stamps_of(row))
-                keep = pending.get(rid, set()) & set(TEXT_FIELDS[kind])
-                merged = merge_fields(held, held_stamps, change["fields"], change["stamps"], keep)
-                if not merged.taken:
-                    continue
-                was_deleted = bool(row["deleted"])
-                bulk.set_fields(kind, row, merged.fields, merged.stamps, now)
-                touched[(kind, rid)] = {"row": row, "was_deleted": was_deleted}
-            for kind in ("task", "note"):
-                bulk.upsert(session, kind, [t["row"] for (k, _), t in touched.items() if k == kind])
-            _set_meta(session, self._cursor_key(), str(next_cursor))
-        if not self.hub.subscribers(""):
-            return len(touched)  # no page is open: no events to build
+        foreign = [c for c in changes if c["node"] != self.node]
+        pending = self._pending_fields(session, {c["record_id"] for c in foreign})
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for kind in ("task", "note"):
+            ids = [c["record_id"] for c in foreign if c["kind"] == kind]
+            for rid, row in bulk.load(session, kind, self.owner, ids).items():
+                rows[(kind, rid)] = row
+        newest = max((max(c["stamps"].values()) for c in foreign if c["stamps"]), default=None)
+        if newest is not None:
+            # Past the page's newest stamp once: every later local stamp is newer than all.
+            self.clock.observe(newest)
+        for change in foreign:
+            kind, rid = change["kind"], change["record_id"]
+            if kind not in FIELDS:
+                continue
+            row = rows.get((kind, rid))
+            if row is None:
+                row = rows[(kind, rid)] = bulk.new_row(kind, self.owner, rid, now)
+                created.add((kind, rid))
+                held, held_stamps = {}, {}
+            else:
+                held, held_stamps = bulk.fields_of(kind, row), dict(bulk.stamps_of(row))
+            keep = pending.get(rid, set()) & set(TEXT_FIELDS[kind])
+            merged = merge_fields(held, held_stamps, change["fields"], change["stamps"], keep)
+            if not merged.taken:
+                continue
+            was_deleted = bool(row["deleted"])
+            bulk.set_fields(kind, row, merged.fields, merged.stamps, now)
+            touched[(kind, rid)] = {"row": row, "was_deleted": was_deleted}
+        for kind in ("task", "note"):
+            bulk.upsert(session, kind, [t["row"] for (k, _), t in touched.items() if k == kind])
+        return touched, created
+
+    @staticmethod
+    def _page_events(
+        touched: dict[tuple[str, str], dict[str, Any]], created: set[tuple[str, str]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        events = []
         for (kind, rid), t in touched.items():
             row = t["row"]
             if row["deleted"]:
@@ -234,9 +277,7 @@ class LocalSyncStore:
                 events.append((f"{kind}.created", read_view(kind, row)))
             else:
                 events.append((f"{kind}.updated", read_view(kind, row)))
-        for event in events:
-            self.hub.publish("", *event)
-        return len(touched)
+        return events
 
     # -- repair ----------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ log = logging.getLogger("ferry.sync")
 JOB_ID = "ferry-sync"
 DEBOUNCE = 0.3
 PUSH_BATCH = 5000
+FIRST_PUSH_BATCH = 1000
 REFRESH_MARGIN = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 300.0
@@ -92,10 +93,13 @@ class Status:
 
 @dataclass
 class _FirstPage:
-    """The first page of a pull, answered with a push: the cursor it was asked after."""
+    """The first page of a pull, answered with a push: the cursor it was asked after, and the
+    push's acknowledgement (its changes, the server's verdicts), applied with the page."""
 
     after: int
     page: dict[str, Any]
+    seqs: list[int]
+    resolved: list[dict[str, Any]]
 
 
 @dataclass
@@ -453,18 +457,21 @@ class SyncEngine:
         A batch is acknowledged only after the server answered for it; a retried batch is
         applied once (change ids).
 
-        A batch that is surely the last (smaller than a full one) asks the server for the
-        first page of the pull that follows (`pull` in the push, with `digest`): most rounds
-        are then one request. Returns how many were pushed, the acknowledgement of the last
-        batch, still running (`_pull` waits for it before applying anything: pulled text must
-        meet the acknowledged state), and that first page if the server sent one."""
+        The last batch asks the server for the first page of the pull that follows (`pull`
+        in the push, with `digest`): most rounds are then one request. Returns how many were
+        pushed, and either the acknowledgement of the last batch, still running (`_pull` waits
+        for it before applying anything: pulled text must meet the acknowledged state), or the
+        first page with that acknowledgement, to be applied together."""
         node = self.store.node.encode()
         total = 0
-        batch, cursor = await asyncio.to_thread(self._pending_and_cursor)
+        # The round pushes what was pending when it began (what comes later, the next round
+        # does), so the batch that reaches `newest` is known to be the last.
+        batch, newest, cursor = await asyncio.to_thread(self._push_start)
         answered: tuple[list[Any], httpx.Response] | None = None
         while batch:
+            last = batch[-1].seq >= newest
             body = b'{"node":"' + node + b'","changes":[' + b",".join(p.wire for p in batch) + b"]"
-            if len(batch) < PUSH_BATCH:
+            if last:
                 ask = {"after": cursor, "limit": PULL_PAGE_DEFAULT, "digest": digest}
                 body += b',"pull":' + orjson.dumps(ask)
             sending = asyncio.ensure_future(self._call(session, "POST", "/api/sync/push", content=body + b"}"))
@@ -472,7 +479,7 @@ class SyncEngine:
                 if answered is not None:
                     await self._acknowledge(*answered)
                     answered = None
-                following = await asyncio.to_thread(self.store.pending, PUSH_BATCH, batch[-1].seq)
+                following = [] if last else await asyncio.to_thread(self._pending_upto, batch[-1].seq, newest)
                 answered = (batch, await sending)
             finally:
                 if not sending.done():
@@ -484,15 +491,23 @@ class SyncEngine:
         if answered is None:
             return total, None, None
         result = orjson.loads(answered[1].content)
-        page = result.get("pull")
-        first = _FirstPage(cursor, page) if page is not None else None
-        return total, asyncio.ensure_future(self._acknowledge(answered[0], result)), first
+        seqs, resolved = [p.seq for p in answered[0]], result.get("resolved", [])
+        if result.get("pull") is not None:
+            # Acknowledged together with that page, in one local transaction (`_pull`).
+            return total, None, _FirstPage(cursor, result["pull"], seqs, resolved)
+        return total, asyncio.ensure_future(asyncio.to_thread(self.store.acknowledge, seqs, resolved)), None
 
-    def _pending_and_cursor(self) -> tuple[list[Any], int]:
-        return self.store.pending(PUSH_BATCH, 0), self.store.cursor()
+    def _push_start(self) -> tuple[list[Any], int, int]:
+        """The first batch, the newest pending change and the cursor, in one thread hop. The
+        first batch is small, so the server has work while the device reads the next."""
+        newest = self.store.newest_pending()
+        return (self.store.pending(FIRST_PUSH_BATCH, 0) if newest else []), newest, self.store.cursor()
 
-    async def _acknowledge(self, batch: list[Any], answer: httpx.Response | dict[str, Any]) -> None:
-        result = orjson.loads(answer.content) if not isinstance(answer, dict) else answer
+    def _pending_upto(self, after: int, newest: int) -> list[Any]:
+        return [p for p in self.store.pending(PUSH_BATCH, after) if p.seq <= newest]
+
+    async def _acknowledge(self, batch: list[Any], answer: httpx.Response) -> None:
+        result = orjson.loads(answer.content)
         await asyncio.to_thread(self.store.acknowledge, [p.seq for p in batch], result.get("resolved", []))
 
     async def _pull(
@@ -510,7 +525,8 @@ class SyncEngine:
         page, in its transaction. `acknowledging` (the push's last acknowledgement, still
         running) is finished before the first page is applied: applying treats changes not
         yet acknowledged as pending, and the digest check after the pull reads what it wrote.
-        `first`: the first page, which came with the push's answer."""
+        `first`: the first page, which came with the push's answer, applied in one local
+        transaction with the push's acknowledgement."""
         received = 0
 
         async def fetch(after: int) -> dict[str, Any]:
@@ -536,8 +552,6 @@ class SyncEngine:
             if first is not None:
                 start = cursor = first.after
                 page = first.page
-                if acknowledging is not None:
-                    await acknowledging
             else:
                 start = cursor = await asyncio.to_thread(self.store.cursor)
                 pending_first = asyncio.ensure_future(fetch(cursor))
@@ -547,7 +561,12 @@ class SyncEngine:
             while True:
                 if page["more"]:
                     ahead = asyncio.ensure_future(fetch(page["next"]))
-                if page["changes"] or page["next"] != cursor:
+                if first is not None:
+                    await asyncio.to_thread(
+                        self.store.acknowledge_and_apply, first.seqs, first.resolved, page["changes"], page["next"]
+                    )
+                    first = None
+                elif page["changes"] or page["next"] != cursor:
                     await asyncio.to_thread(self.store.apply_page, page["changes"], page["next"])
                 received += len(page["changes"])
                 cursor = page["next"]

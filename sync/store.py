@@ -43,6 +43,9 @@ class SyncStore(Protocol):
         """The oldest local changes not yet acknowledged by the server, in order, from log
         position `after` on (so the next batch can be read while one is in flight)."""
 
+    def newest_pending(self) -> int:
+        """The log position of the newest change not yet acknowledged (0 if none)."""
+
     def pending_count(self) -> int: ...
 
     def acknowledge(self, seqs: list[int], resolved: list[dict[str, Any]]) -> None:
@@ -54,6 +57,16 @@ class SyncStore(Protocol):
     def apply_page(self, changes: list[dict[str, Any]], next_cursor: int) -> int:
         """Apply a page of pulled changes and move the cursor, in one transaction; returns how
         many records changed."""
+
+    def acknowledge_and_apply(
+        self,
+        seqs: list[int],
+        resolved: list[dict[str, Any]],
+        changes: list[dict[str, Any]] | None,
+        next_cursor: int | None,
+    ) -> int:
+        """`acknowledge`, then `apply_page` (unless `next_cursor` is None), in one transaction:
+        a push's answer that brought the pull's first page."""
 
     def reset_cursor(self) -> None: ...
 

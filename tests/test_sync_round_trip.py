@@ -7,6 +7,7 @@ Real shared servers on loopback (in this process), real devices with their own S
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,15 +169,60 @@ def test_pooled_connections_the_database_ended_are_replaced_before_use(tmp_path:
             for _ in range(3):
                 assert api.get("/api/sync/pull").status_code == 200
             with psycopg.connect(admin_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-                ended = admin.execute(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid() AND query NOT ILIKE 'LISTEN%%'",
-                    (database,),
-                ).fetchone()
-            assert ended is not None and ended[0] >= 1
+                pids = [
+                    pid
+                    for (pid,) in admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND query NOT ILIKE 'LISTEN%%'",
+                        (database,),
+                    )
+                ]
+                assert pids
+                admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+                # Until they are gone (terminating signals them; each then says why and exits).
+                deadline = time.monotonic() + 10
+                while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]:
+                    assert time.monotonic() < deadline, "the ended connections' processes did not exit"
+                    time.sleep(0.02)
             body = {"node": clock.node, "changes": [_change(clock, title=f"after {round_}")], "pull": {"after": 0}}
             assert _push(api, body)["accepted"] == 1
             assert api.get("/api/sync/pull", params={"after": 0}).status_code == 200
             listed = api.get("/api/tasks")
             assert listed.status_code == 200, listed.text
             assert len(listed.json()) == round_ + 2
+
+
+@pytest.mark.postgres
+def test_a_push_whose_connection_dies_halfway_is_done_once_more_and_applied_once(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the pool's check and the push's last statements the database ends the
+    connection (here: for real, from another connection, after the push has read what it
+    needs): the push is done again on another connection, and each change lands once."""
+    from server import sync_pg
+
+    admin_url = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    original = sync_pg.PushTransaction.finish
+    killed: list[int] = []
+
+    def dying_finish(self: Any, *args: Any) -> Any:
+        if not killed:
+            pid = self.conn.info.backend_pid
+            killed.append(pid)
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                deadline = time.monotonic() + 10
+                while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+        return original(self, *args)
+
+    monkeypatch.setattr(sync_pg.PushTransaction, "finish", dying_finish)
+    clock = HybridClock(new_node_id())
+    with serve(server_settings(tmp_path / "server", pg_url)) as running, signed_in(running, "frank") as frank:
+        changes = [_change(clock, title=f"t{i}") for i in range(3)]
+        answer = _push(frank.client, {"node": clock.node, "changes": changes, "pull": {"after": 0, "digest": "yes"}})
+        assert killed, "the push's connection was ended"
+        assert (answer["accepted"], answer["duplicates"], answer["last_seq"]) == (3, 0, 3)
+        assert answer["pull"]["digest"]["count"] == 3
+        log = frank.client.get("/api/sync/pull", params={"after": 0}).json()["changes"]
+        assert sorted(c["id"] for c in log) == sorted(c["id"] for c in changes)
