@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from desktop import instance, paths
 
@@ -62,9 +63,10 @@ def hand_over(data_dir: Path, headless: bool) -> int:
 
 
 class StartupGC:
-    """Python's cyclic garbage collector stays off from launch until the first task list is on
-    screen. Importing the local API and the window creates a few hundred thousand objects that
-    nearly all live on (under a thousand are garbage), yet the collector ran ~300 times over
+    """Python's cyclic garbage collector stays off from launch until start-up is over (the first
+    task list on screen and the whole local API up). Importing the local API and the window
+    creates a few hundred thousand objects that nearly all live on (under a thousand are
+    garbage), yet the collector ran ~300 times over
     them: 0.16-0.19 s of 1.6-2.0 s of imports (measured with `gc.callbacks`), holding the GIL
     that both start-up threads wait for.
 
@@ -116,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _nothing() -> None:
+    pass
+
+
 def exit_now(code: int) -> None:
     """End the windowed app without Python's teardown of Qt. By now the local API has stopped
     (final sync, database closed), the runtime file is gone and the lock released; tearing
@@ -142,30 +148,49 @@ class LocalApi:
         self.sock = bind_loopback(args.port)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = None
-        self.app = None
+        self.app: Any = None
+        self._lock = threading.Lock()
+        self._release_wanted = False
 
     def start(self, on_show: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> str:
-        """Start the local API; returns its URL once it answers. `on_show` and `on_ready` are
-        called when a second launch asks for the window, and when the page is on screen."""
+        """Start the local API; returns its URL once all of it answers. `on_show` and
+        `on_ready` are called when a second launch asks for the window, and when the page is
+        on screen.
+
+        The socket is served at once by `server.boot`, which answers the window's first page
+        and task list; the full API is built meanwhile, in this thread, and then attached."""
         started = time.perf_counter()
         # Imported here so that `ferry --help` and a second launch stay fast.
         from desktop.local_server import LocalServer
-        from desktop.shell import add_app_routes, nothing
-        from server.app import create_app
-        from server.routes.local_settings import remember_server_url
-        from server.settings import Settings
+        from server.boot import BootApp
 
-        settings = Settings(mode="local", data_dir=self.data_dir, local_token=self.token)
-        # With a window, sync starts once the first page is on screen (`release_sync`).
-        app = create_app(settings, hold_sync=not self.args.headless)
-        if self.args.server:
-            remember_server_url(app.state.ferry, self.args.server)
-        add_app_routes(app, on_show=on_show or nothing, on_ready=on_ready or nothing)
-        server = LocalServer(app, self.sock)
-        self.app = app
+        on_show, on_ready = on_show or _nothing, on_ready or _nothing
+        # (The first page's list is read straight from the database file, which a database URL
+        # in the environment would put elsewhere: then the full API answers it.)
+        database = None if os.environ.get("FERRY_DATABASE_URL") else self.data_dir / "ferry.db"
+        boot = BootApp(self.token, database, on_ready=on_ready, on_show=on_show)
+        server = LocalServer(boot, self.sock)
         self.server = server
         server.start()
+        # From now on the API answers (what the boot app cannot answer yet waits for the rest).
         instance.write_runtime(self.data_dir, {"url": self.url, "token": self.token, "pid": os.getpid()})
+        log.info("serving the first page (%.0f ms)", (time.perf_counter() - started) * 1000)
+        # While this thread imports and builds the API (half a second of Python), the server's
+        # thread answers the window: let it have the interpreter sooner than every 5 ms.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.001)
+        try:
+            app = self._build(on_show, on_ready)
+        except BaseException as exc:
+            boot.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            sys.setswitchinterval(interval)
+        boot.attach(app)
+        with self._lock:
+            self.app = app
+            if self._release_wanted:
+                app.state.ferry.sync_engine.release()
         log.info(
             "data in %s, log in %s, local API at %s (ready in %.0f ms)",
             self.data_dir,
@@ -175,9 +200,26 @@ class LocalApi:
         )
         return self.url
 
+    def _build(self, on_show: Callable[[], None], on_ready: Callable[[], None]) -> Any:
+        from desktop.shell import add_app_routes
+        from server.app import create_app
+        from server.routes.local_settings import remember_server_url
+        from server.settings import Settings
+
+        settings = Settings(mode="local", data_dir=self.data_dir, local_token=self.token)
+        # With a window, sync starts once the first page is on screen (`release_sync`).
+        app = create_app(settings, hold_sync=not self.args.headless)
+        if self.args.server:
+            remember_server_url(app.state.ferry, self.args.server)
+        add_app_routes(app, on_show=on_show, on_ready=on_ready)
+        return app
+
     def release_sync(self) -> None:
-        """The first page is on screen: the sync engine may read the credentials and start."""
-        engine = self.app.state.ferry.sync_engine if self.app is not None else None
+        """The first page is on screen: the sync engine may read the credentials and start
+        (now, or as soon as the full API is there: the page may be on screen before)."""
+        with self._lock:
+            self._release_wanted = True
+            engine = self.app.state.ferry.sync_engine if self.app is not None else None
         if engine is not None:
             engine.release()
 
@@ -192,7 +234,7 @@ class LocalApi:
 
 def run(args: argparse.Namespace, data_dir: Path, log_file: Path, started: Callable[[], None]) -> int:
     """`started` is called once the app is up: headless, when the API answers; with the window,
-    when the page's first task list is on screen."""
+    when the page's first task list is on screen and the API answers."""
     try:
         api = LocalApi(args, data_dir, log_file)
     except OSError as exc:
@@ -225,15 +267,27 @@ def run_with_window(api: LocalApi, started: Callable[[], None]) -> int:
     # API answers. `/?token=` is answered with the session cookie and a redirect to `/`.
     window = Window(f"{api.url}/?token={api.token}", LAUNCHED)
     failure: list[BaseException] = []
+    # `started` once the list is on screen and the whole API is up (the list is first served
+    # by `server.boot`, before the API has been built): only then is start-up over.
+    waiting = {"page", "api"}
+    lock = threading.Lock()
+
+    def done(what: str) -> None:
+        with lock:
+            waiting.discard(what)
+            over = not waiting
+        if over:
+            started()
 
     def ready() -> None:
         window.ready()
-        started()
         api.release_sync()
+        done("page")
 
     def start_api() -> None:
         try:
             api.start(window.bring_forward, ready)
+            done("api")
         except BaseException as exc:
             log.exception("the local API did not start")
             failure.append(exc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -32,6 +32,7 @@ from pydantic import (
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from server.views import ms_to_iso
 from sync.schema import BODY_MAX, DESCRIPTION_MAX, TITLE_MAX
 
 # ---------------------------------------------------------------------------------------------
@@ -208,10 +209,6 @@ def _clean_text(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode (no lone surrogates)") from None
     return value
-
-
-def ms_to_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 Title = Annotated[

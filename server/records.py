@@ -10,7 +10,7 @@ stays locked until commit, so numbers become visible in commit order (sync rule 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -24,7 +24,8 @@ from server import bulk
 from server.bulk import stamps_ms
 from server.db import Database
 from server.events import EventHub
-from server.models import Change, Note, Task, ms_to_iso
+from server.models import Change, Note, Task
+from server.views import READ_FIELDS, ms_to_iso, read_view
 from sync.digest import record_hash
 from sync.hlc import HybridClock
 from sync.ids import new_id
@@ -60,19 +61,7 @@ TASKS = KindSpec("task", Task, ("title", "description"), _task_order)
 NOTES = KindSpec("note", Note, ("title", "body"), _note_order)
 
 
-READ_FIELDS = {
-    "task": ("id", "title", "description", "due_date", "completed", "conflict_of"),
-    "note": ("id", "title", "body", "done", "conflict_of"),
-}
 KIND_OF = {Task: "task", Note: "note"}
-
-
-def read_view(kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    """What the API shows of a record (and what `/ws` events carry), ready for JSON."""
-    out = {name: row[name] for name in READ_FIELDS[kind]}
-    out["created_at"] = ms_to_iso(row["created_ms"])
-    out["updated_at"] = ms_to_iso(row["updated_ms"])
-    return out
 
 
 def to_read(row: Row) -> dict[str, Any]:

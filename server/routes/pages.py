@@ -13,12 +13,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from server.headers import APP_CSP, HTML_HEADERS
 from ui import ASSETS
 
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
-APP_CSP = "default-src 'self'"
 DOCS_CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:"
-HTML_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 router = APIRouter(include_in_schema=False)
 
