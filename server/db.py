@@ -37,6 +37,17 @@ def _refuse_dead_connection(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the server ended this connection")
 
 
+@contextmanager
+def _committed(session: Session) -> Iterator[None]:
+    """Commit what the block did, or roll it back if it raised."""
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
@@ -107,13 +118,8 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose transaction holds the write lock; commits on success."""
-        with Session(self.write_engine, expire_on_commit=False) as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        with Session(self.write_engine, expire_on_commit=False) as session, _committed(session):
+            yield session
 
     @contextmanager
     def write_unflushed(self) -> Iterator[Session]:
@@ -126,15 +132,10 @@ class Database:
                 driver = conn.connection.driver_connection
                 driver.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
             try:
-                with Session(bind=conn, expire_on_commit=False) as session:
+                with Session(bind=conn, expire_on_commit=False) as session, _committed(session):
                     if not self.is_sqlite:
                         session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                    try:
-                        yield session
-                        session.commit()
-                    except BaseException:
-                        session.rollback()
-                        raise
+                    yield session
             finally:
                 if self.is_sqlite:
                     driver.execute(f"PRAGMA synchronous={self.sqlite_synchronous}")  # type: ignore[union-attr]
