@@ -8,6 +8,7 @@ that pulls 100,000 records, which runs as its own `python -m desktop --headless`
 its memory can be measured. Figures:
 - push_10k: one sync round of a device holding 10,000 new tasks (push, pull, digest check);
 - pull_10k: first sync of a freshly signed-in device, until it holds the 10,000 tasks;
+  both the median of `--repeat` pairs of fresh devices, each pair on an account of its own;
 - noop: a sync round with nothing to do (median of 30);
 - edits_100: a sync round after 100 local edits (median of 7);
 - pull_100k: first sync of 100,000 records into a fresh device process, with its peak
@@ -103,6 +104,26 @@ def seed_local(running, count: int) -> list[str]:  # type: ignore[no-untyped-def
         return ids
     finally:
         state.records.on_local_change = hook
+
+
+def push_and_pull(server_url: str, work: Path, username: str, count: int) -> tuple[float, float]:
+    """A fresh device pushes `count` new tasks to a new account, then another fresh device
+    signs in and pulls them: the seconds of each one's first round."""
+    with (
+        serve(local_settings(work / f"{username}-pusher", use_keyring=False)) as a,
+        serve(local_settings(work / f"{username}-puller", use_keyring=False)) as b,
+    ):
+        ca, cb = a.client(), b.client()
+        seed_local(a, count)
+        connect(ca, server_url, username, register=True)
+        wait_settled(a)
+        pushed = first_round(a, "pushed", count)["seconds"]
+        connect(cb, server_url, username, register=False)
+        wait_settled(b)
+        pulled = first_round(b, "pulled", count)["seconds"]
+        ca.close()
+        cb.close()
+    return pushed, pulled
 
 
 def connect(client: httpx.Client, server_url: str, username: str, register: bool) -> None:
@@ -253,6 +274,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--big", type=int, default=100_000, help="0 to skip the large pull")
     parser.add_argument("--edits", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=5, help="push_10k and pull_10k: the median of this many")
     parser.add_argument(
         "--random-ids", action="store_true", help="the large pull's records get random UUIDs (worst case for indexes)"
     )
@@ -270,6 +292,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         with ferry_server_process(work / "server") as server:
+            # Pairs of fresh devices first (the last pair is the one the other cases use).
+            pushes, pulls = [], []
+            for rep in range(args.repeat - 1):
+                pushed, pulled = push_and_pull(server.url, work, f"pair{rep}", args.small)
+                pushes.append(pushed)
+                pulls.append(pulled)
             with (
                 serve(local_settings(work / "a", use_keyring=False)) as a,
                 serve(local_settings(work / "b", use_keyring=False)) as b,
@@ -278,20 +306,24 @@ def main() -> None:
                 ids = seed_local(a, args.small)  # before signing in: adopted at first sign-in
                 connect(ca, server.url, "alice", register=True)
                 wait_settled(a)
+                pushes.append(first_round(a, "pushed", args.small)["seconds"])
                 emit(
                     "push_10k",
                     records=args.small,
-                    **first_round(a, "pushed", args.small),
-                    note="the round that pushed them: push, pull (own changes excluded), digest check",
+                    seconds=statistics.median(pushes),
+                    runs=pushes,
+                    note="the round that pushed them: push, pull (own changes excluded), digest check; median",
                 )
                 connect(cb, server.url, "alice", register=False)
                 wait_settled(b)
                 count = int(cb.get("/api/tasks", params={"limit": 1}).headers["x-total-count"])
+                pulls.append(first_round(b, "pulled", args.small)["seconds"])
                 emit(
                     "pull_10k",
                     records=count,
-                    **first_round(b, "pulled", args.small),
-                    note="the first round of a freshly signed-in device: pull, digest check",
+                    seconds=statistics.median(pulls),
+                    runs=pulls,
+                    note="the first round of a freshly signed-in device: pull, digest check; median",
                 )
                 noops = [timed_round(a) for _ in range(30)]
                 emit(
