@@ -9,11 +9,11 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlmodel import Session
 
 from server.models import Change, Note, Task, ms_to_iso
-from sync.digest import record_hash
+from sync.digest import values_hash
 from sync.schema import FIELDS
 
 TABLES: dict[str, Table] = {"task": Task.__table__, "note": Note.__table__}  # type: ignore[attr-defined]
@@ -26,17 +26,31 @@ def iso_to_ms(value: str) -> int:
     return int(datetime.fromisoformat(value).timestamp() * 1000)
 
 
+def json_ids() -> Any:
+    """SQLite: `x IN json_ids()` with the ids as one JSON array in the `ids` parameter. One
+    statement and one parameter for any number of ids: an expanding `IN` of 500 parameters
+    was rendered anew for every chunk (a fifth of the reads of a pushed batch of 5,000)."""
+    return select(func.json_each(bindparam("ids")).table_valued("value").c.value).scalar_subquery()
+
+
 # Built once: building and keying a statement for every push cost more than running it.
 _LOAD = {
     kind: select(table).where(table.c.owner_id == bindparam("owner"), table.c.id.in_(bindparam("ids", expanding=True)))
+    for kind, table in TABLES.items()
+}
+_LOAD_SQLITE = {
+    kind: select(table).where(table.c.owner_id == bindparam("owner"), table.c.id.in_(json_ids()))
     for kind, table in TABLES.items()
 }
 
 
 def load(session: Session, kind: str, owner: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The rows with these ids, keyed by id, as dicts of column values."""
-    out: dict[str, dict[str, Any]] = {}
     wanted = list(dict.fromkeys(ids))
+    if session.get_bind().dialect.name == "sqlite":
+        found = session.execute(_LOAD_SQLITE[kind], {"owner": owner, "ids": orjson.dumps(wanted).decode()})
+        return {row["id"]: dict(row) for row in found.mappings()}
+    out: dict[str, dict[str, Any]] = {}
     for i in range(0, len(wanted), CHUNK):
         for row in session.execute(_LOAD[kind], {"owner": owner, "ids": wanted[i : i + CHUNK]}).mappings():
             out[row["id"]] = dict(row)
@@ -46,6 +60,22 @@ def load(session: Session, kind: str, owner: str, ids: Iterable[str]) -> dict[st
 def fields_of(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     """A row dict's synced fields, as they travel on the wire."""
     return {name: ms_to_iso(row["created_ms"]) if name == "created_at" else row[name] for name in FIELDS[kind]}
+
+
+# A row's synced values in the order of `FIELDS` (created_at as its column, created_ms).
+_VALUES = {
+    kind: itemgetter(*("created_ms" if name == "created_at" else name for name in FIELDS[kind])) for kind in FIELDS
+}
+_CREATED_AT = {kind: FIELDS[kind].index("created_at") for kind in FIELDS}
+
+
+def row_hash(kind: str, row: dict[str, Any]) -> tuple[int, int]:
+    """`sync.digest.record_hash` of `fields_of(kind, row)`, without building that dict (a push
+    hashes every record it writes)."""
+    values = list(_VALUES[kind](row))
+    at = _CREATED_AT[kind]
+    values[at] = ms_to_iso(values[at])
+    return values_hash(kind, row["id"], values)
 
 
 def stamps_ms(stamps: dict[str, str], default: int) -> int:
@@ -102,7 +132,7 @@ def set_fields(kind: str, row: dict[str, Any], fields: dict[str, Any], stamps: d
     row["stamps"] = orjson.dumps(stamps).decode()
     row[STAMPS_CACHE] = stamps
     row["updated_ms"] = stamps_ms(stamps, now)
-    row["hash_a"], row["hash_b"] = record_hash(kind, row["id"], fields_of(kind, row))
+    row["hash_a"], row["hash_b"] = row_hash(kind, row)
 
 
 def change_row(

@@ -26,7 +26,6 @@ from server.db import Database
 from server.events import EventHub
 from server.models import Change, Note, Task
 from server.views import READ_FIELDS, ms_to_iso, read_view
-from sync.digest import record_hash
 from sync.hlc import HybridClock
 from sync.ids import new_id
 from sync.merge import merge_fields
@@ -74,7 +73,7 @@ def _wire_value(value: Any) -> Any:
 
 def rehash(row: Row, kind: str) -> None:
     """Refresh the row's share of the digest after its fields changed."""
-    row.hash_a, row.hash_b = record_hash(kind, row.id, bulk.fields_of(kind, row.__dict__))
+    row.hash_a, row.hash_b = bulk.row_hash(kind, row.__dict__)
 
 
 @dataclass

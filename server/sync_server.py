@@ -59,7 +59,7 @@ _PAGE = (
 _PAGE_EXCLUDING = _PAGE.where(CHANGES.c.node != bindparam("node"))
 _SET_COUNTER = update(UserSeq).where(UserSeq.owner_id == bindparam("owner")).values(last_seq=bindparam("last"))
 _KNOWN = select(CHANGES.c.change_id).where(
-    CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.change_id.in_(bindparam("ids", expanding=True))
+    CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.change_id.in_(bulk.json_ids())
 )
 # The digest in one statement (one round trip to PostgreSQL, one snapshot): a row per table
 # with its count and sums, and a row with the sequence number, told apart by `part`.
@@ -88,6 +88,9 @@ class _Batch:
     log: list[dict[str, Any]] = field(default_factory=list)
     #: (kind, record_id, field, stamp) -> text, for changes of this batch not yet written
     texts: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    #: records this batch created with one change and touched with no other: they hold
+    #: exactly what that change says (no verdict to send back)
+    created: set[tuple[str, str]] = field(default_factory=set)
 
 
 class SyncServer:
@@ -130,17 +133,22 @@ class SyncServer:
             # Takes the user's lock first (see module doc).
             last, known, batch.rows = tx.read([c.id for c in changes], record_ids)
             fresh: list[ChangeIn] = []
+            repeated: list[ChangeIn] = []
             for change in changes:
                 cid = change.id
                 if cid not in known:
                     known.add(cid)
                     fresh.append(change)
+                else:
+                    repeated.append(change)
             if fresh:
                 # Moving the clock past the newest stamp once makes every stamp the server
                 # gives out in this batch later than all of them.
                 self.clock.observe(max(max(c.stamps.values()) for c in fresh))
             for change in fresh:
                 self._apply(tx, batch, node, change)
+            for change in repeated:
+                batch.created.discard((change.kind, change.record_id))
             if batch.log:
                 first = last + 1
                 last += len(batch.log)
@@ -189,6 +197,8 @@ class SyncServer:
         """
         last: dict[tuple[str, str, str], tuple[str, str]] = {}
         for change in changes:
+            if (change.kind, change.record_id) in batch.created:
+                continue  # (a push of new records: most of them)
             for name in TEXT_FIELDS[change.kind]:
                 if name in change.fields:
                     last[(change.kind, change.record_id, name)] = (change.id, change.stamps[name])
@@ -212,10 +222,12 @@ class SyncServer:
         if row is None:
             # A record the server has never seen: nothing to merge with.
             row = batch.rows[(kind, rid)] = bulk.new_row(kind, batch.owner, rid, batch.now)
-            bulk.set_fields(kind, row, dict(change.fields), dict(change.stamps), batch.now)
+            bulk.set_fields(kind, row, change.fields, change.stamps, batch.now)
             batch.dirty.add((kind, rid))
+            batch.created.add((kind, rid))
             self._log(batch, change.id, kind, rid, node, change.fields, change.stamps, change.base)
             return
+        batch.created.discard((kind, rid))
         held_fields = bulk.fields_of(kind, row)
         held_stamps = dict(bulk.stamps_of(row))
 
@@ -373,12 +385,11 @@ class _SessionPush:
     def read(
         self, change_ids: list[str], record_ids: dict[str, list[str]]
     ) -> tuple[int, set[str], dict[tuple[str, str], dict[str, Any]]]:
+        """The user's lock and last sequence number, the change ids already applied, and
+        the rows of the records the batch touches."""
         session, owner = self.session, self.owner
         last = next_user_seq(session, owner, 0)  # the user's lock
-        known: set[str] = set()
-        for i in range(0, len(change_ids), bulk.CHUNK):
-            chunk = change_ids[i : i + bulk.CHUNK]
-            known.update(session.execute(_KNOWN, {"owner": owner, "ids": chunk}).scalars())
+        known = set(session.execute(_KNOWN, {"owner": owner, "ids": orjson.dumps(change_ids).decode()}).scalars())
         rows = {}
         for kind, ids in record_ids.items():
             for rid, row in bulk.load(session, kind, owner, ids).items():

@@ -20,6 +20,11 @@ MASK31 = 0x7FFF_FFFF
 
 
 def record_hash(kind: str, record_id: str, fields: Mapping[str, Any]) -> tuple[int, int]:
-    payload = orjson.dumps([kind, record_id, [fields.get(name) for name in FIELDS[kind]]])
+    return values_hash(kind, record_id, [fields.get(name) for name in FIELDS[kind]])
+
+
+def values_hash(kind: str, record_id: str, values: list[Any]) -> tuple[int, int]:
+    """`record_hash` of a record whose values are at hand in the order of `FIELDS[kind]`."""
+    payload = orjson.dumps([kind, record_id, values])
     value = int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
     return value & MASK31, (value >> 31) & MASK31
