@@ -3,7 +3,7 @@ of records per transaction (a pushed batch on the server, a pulled page on a dev
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -33,13 +33,30 @@ def json_ids() -> Any:
     return select(func.json_each(bindparam("ids")).table_valued("value").c.value).scalar_subquery()
 
 
+def in_ids(make: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """A statement selecting by a list of ids, built once in both forms `rows_for_ids` runs:
+    `make(ids)` is given what to put in `column.in_(...)`."""
+    return make(json_ids()), make(bindparam("ids", expanding=True))
+
+
+def rows_for_ids(
+    session: Session, statements: tuple[Any, Any], params: dict[str, Any], ids: list[str]
+) -> Iterator[Any]:
+    """The rows (mappings) of an `in_ids` statement for these ids: one statement on SQLite,
+    chunks of `CHUNK` ids elsewhere."""
+    by_json, expanding = statements
+    if session.get_bind().dialect.name == "sqlite":
+        yield from session.execute(by_json, {**params, "ids": orjson.dumps(ids).decode()}).mappings()
+        return
+    for i in range(0, len(ids), CHUNK):
+        yield from session.execute(expanding, {**params, "ids": ids[i : i + CHUNK]}).mappings()
+
+
 # Built once: building and keying a statement for every push cost more than running it.
 _LOAD = {
-    kind: select(table).where(table.c.owner_id == bindparam("owner"), table.c.id.in_(bindparam("ids", expanding=True)))
-    for kind, table in TABLES.items()
-}
-_LOAD_SQLITE = {
-    kind: select(table).where(table.c.owner_id == bindparam("owner"), table.c.id.in_(json_ids()))
+    kind: in_ids(
+        lambda ids, table=table: select(table).where(table.c.owner_id == bindparam("owner"), table.c.id.in_(ids))
+    )
     for kind, table in TABLES.items()
 }
 
@@ -47,14 +64,7 @@ _LOAD_SQLITE = {
 def load(session: Session, kind: str, owner: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The rows with these ids, keyed by id, as dicts of column values."""
     wanted = list(dict.fromkeys(ids))
-    if session.get_bind().dialect.name == "sqlite":
-        found = session.execute(_LOAD_SQLITE[kind], {"owner": owner, "ids": orjson.dumps(wanted).decode()})
-        return {row["id"]: dict(row) for row in found.mappings()}
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(wanted), CHUNK):
-        for row in session.execute(_LOAD[kind], {"owner": owner, "ids": wanted[i : i + CHUNK]}).mappings():
-            out[row["id"]] = dict(row)
-    return out
+    return {row["id"]: dict(row) for row in rows_for_ids(session, _LOAD[kind], {"owner": owner}, wanted)}
 
 
 def fields_of(kind: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,12 @@ _PENDING = (
     .limit(bindparam("limit"))
 )
 # (`PENDING` as the partial index spells it, so that SQLite sees the index covers the query.)
+# The fields that local changes not yet acknowledged set, for some records.
+_PENDING_FIELDS = bulk.in_ids(
+    lambda ids: select(CHANGES.c.record_id, CHANGES.c.fields).where(
+        PENDING, CHANGES.c.owner_id == bindparam("owner"), CHANGES.c.record_id.in_(ids)
+    )
+)
 _PENDING_COUNT = select(func.count()).where(PENDING, CHANGES.c.owner_id == bindparam("owner"))
 _ACKNOWLEDGE = (
     update(CHANGES)
@@ -163,15 +169,8 @@ class LocalSyncStore:
     def _pending_fields(self, session: Any, record_ids: set[str]) -> dict[str, set[str]]:
         """record id -> fields that local changes not yet acknowledged will set."""
         out: dict[str, set[str]] = {}
-        ids = list(record_ids)
-        for i in range(0, len(ids), bulk.CHUNK):
-            query = select(CHANGES.c.record_id, CHANGES.c.fields).where(
-                PENDING,
-                CHANGES.c.owner_id == self.owner,
-                CHANGES.c.record_id.in_(ids[i : i + bulk.CHUNK]),
-            )
-            for rid, fields in session.execute(query):
-                out.setdefault(rid, set()).update(orjson.loads(fields))
+        for row in bulk.rows_for_ids(session, _PENDING_FIELDS, {"owner": self.owner}, list(record_ids)):
+            out.setdefault(row["record_id"], set()).update(orjson.loads(row["fields"]))
         return out
 
     # -- pull ------------------------------------------------------------------------------
