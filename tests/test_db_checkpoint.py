@@ -4,22 +4,13 @@ the commit that fills it (`server.db.Checkpointer`), on real files."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 from sqlalchemy import text
 
 from server.db import SQLITE_AUTOCHECKPOINT_PAGES, Checkpointer, Database
 from server.settings import Settings
-
-
-def wait_until(check, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
+from tests.syncworld import wait_for
 
 
 def fill(conn: sqlite3.Connection, rows: int) -> None:
@@ -38,11 +29,11 @@ def test_the_thread_checkpoints_what_commits_left_in_the_log(tmp_path: Path) -> 
     checkpointer = Checkpointer(str(path), interval=0.05)
     try:
         checkpointer.kick()
-        assert wait_until(lambda: path.stat().st_size > 9_000_000), "the log was not copied back"
+        wait_for(lambda: path.stat().st_size > 9_000_000, 10, "the log copied back into the file")
         fill(writer, 20_000)  # the next kick, no sooner than `interval` after the first
         size = path.stat().st_size
         checkpointer.kick()
-        assert wait_until(lambda: path.stat().st_size > size + 9_000_000)
+        wait_for(lambda: path.stat().st_size > size + 9_000_000, 10, "the second log copied back")
     finally:
         checkpointer.stop()
         writer.close()
@@ -61,7 +52,7 @@ def test_database_writes_wake_the_checkpointer_and_commits_leave_the_copy_to_it(
         for _ in range(4):
             with db.write() as session:
                 session.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "y" * 500} for _ in range(5_000)])
-        assert wait_until(lambda: path.stat().st_size > 9_000_000), "writes did not reach the database file"
+        wait_for(lambda: path.stat().st_size > 9_000_000, 10, "the writes in the database file")
         with db.read() as session:
             assert session.execute(text("SELECT count(*) FROM t")).scalar() == 20_000
     finally:

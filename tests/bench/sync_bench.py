@@ -32,7 +32,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -106,24 +109,38 @@ def seed_local(running, count: int) -> list[str]:  # type: ignore[no-untyped-def
         state.records.on_local_change = hook
 
 
-def push_and_pull(server_url: str, work: Path, username: str, count: int) -> tuple[float, float]:
-    """A fresh device pushes `count` new tasks to a new account, then another fresh device
-    signs in and pulls them: the seconds of each one's first round."""
+class Pair(NamedTuple):
+    """Two fresh devices on one new account: `a` pushed `ids`, then `b` pulled them."""
+
+    a: Any
+    b: Any
+    cb: httpx.Client  # `b`'s client
+    ids: list[str]
+    pushed: float  # seconds of `a`'s first round
+    pulled: float  # seconds of `b`'s first round
+
+
+@contextmanager
+def fresh_pair(server_url: str, work: Path, username: str, count: int) -> Iterator[Pair]:
+    """A fresh device pushes `count` new tasks (made before signing in: adopted at first
+    sign-in) to a new account, then another fresh device signs in and pulls them."""
     with (
         serve(local_settings(work / f"{username}-pusher", use_keyring=False)) as a,
         serve(local_settings(work / f"{username}-puller", use_keyring=False)) as b,
     ):
         ca, cb = a.client(), b.client()
-        seed_local(a, count)
-        connect(ca, server_url, username, register=True)
-        wait_settled(a)
-        pushed = first_round(a, "pushed", count)["seconds"]
-        connect(cb, server_url, username, register=False)
-        wait_settled(b)
-        pulled = first_round(b, "pulled", count)["seconds"]
-        ca.close()
-        cb.close()
-    return pushed, pulled
+        try:
+            ids = seed_local(a, count)
+            connect(ca, server_url, username, register=True)
+            wait_settled(a)
+            pushed = first_round(a, "pushed", count)["seconds"]
+            connect(cb, server_url, username, register=False)
+            wait_settled(b)
+            pulled = first_round(b, "pulled", count)["seconds"]
+            yield Pair(a, b, cb, ids, pushed, pulled)
+        finally:
+            ca.close()
+            cb.close()
 
 
 def connect(client: httpx.Client, server_url: str, username: str, register: bool) -> None:
@@ -295,18 +312,13 @@ def main() -> None:
             # Pairs of fresh devices first (the last pair is the one the other cases use).
             pushes, pulls = [], []
             for rep in range(args.repeat - 1):
-                pushed, pulled = push_and_pull(server.url, work, f"pair{rep}", args.small)
-                pushes.append(pushed)
-                pulls.append(pulled)
-            with (
-                serve(local_settings(work / "a", use_keyring=False)) as a,
-                serve(local_settings(work / "b", use_keyring=False)) as b,
-            ):
-                ca, cb = a.client(), b.client()
-                ids = seed_local(a, args.small)  # before signing in: adopted at first sign-in
-                connect(ca, server.url, "alice", register=True)
-                wait_settled(a)
-                pushes.append(first_round(a, "pushed", args.small)["seconds"])
+                with fresh_pair(server.url, work, f"pair{rep}", args.small) as pair:
+                    pushes.append(pair.pushed)
+                    pulls.append(pair.pulled)
+            with fresh_pair(server.url, work, "alice", args.small) as pair:
+                a, b, ids = pair.a, pair.b, pair.ids
+                pushes.append(pair.pushed)
+                pulls.append(pair.pulled)
                 emit(
                     "push_10k",
                     records=args.small,
@@ -314,10 +326,7 @@ def main() -> None:
                     runs=pushes,
                     note="the round that pushed them: push, pull (own changes excluded), digest check; median",
                 )
-                connect(cb, server.url, "alice", register=False)
-                wait_settled(b)
-                count = int(cb.get("/api/tasks", params={"limit": 1}).headers["x-total-count"])
-                pulls.append(first_round(b, "pulled", args.small)["seconds"])
+                count = int(pair.cb.get("/api/tasks", params={"limit": 1}).headers["x-total-count"])
                 emit(
                     "pull_10k",
                     records=count,
@@ -358,8 +367,6 @@ def main() -> None:
                     ms_p50=round(statistics.median(latencies) * 1000, 1),
                     ms_p99=round(pct(latencies, 0.99) * 1000, 1),
                 )
-                ca.close()
-                cb.close()
             if args.big:
                 bench_big(server.url, work, args.big, args.random_ids)
 
